@@ -1,0 +1,98 @@
+"""Backend selection shared by every op in pyi2i.ops.
+
+Each op module `pyi2i/ops/<op>.py` holds the pure-PyTorch reference (the specification) and calls
+`select(op, impl, tensor)` to get the function that runs it. A fast backend is a separate module
+`pyi2i/ops/<op>_<backend>.py` exposing:
+
+    unavailable_reason(x: torch.Tensor) -> str | None   # None when it can run on x
+    <op>(...)                                            # same signature and semantics as the reference
+
+so adding a backend to an op only adds a module. `impl='auto'` tries the fast backends in order on
+CUDA tensors and falls back to the reference, saying once which one it chose; an explicit `impl` (argument or the
+PYI2I_IMPL environment variable, which overrides the argument) never falls back: it raises with the
+reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+from typing import Callable
+
+import torch
+
+IMPLS = ("auto", "ref", "triton", "cuda")
+FAST_BACKENDS = ("cuda", "triton")  # preference order for impl='auto'
+
+log = logging.getLogger("pyi2i.ops")
+
+
+class BackendUnavailable(RuntimeError):
+    """An explicitly requested backend cannot run this op on this input."""
+
+
+def requested_impl(impl: str) -> str:
+    """The impl in force: PYI2I_IMPL when set, else the argument."""
+    impl = os.environ.get("PYI2I_IMPL", "").strip() or impl
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r} (check the argument or PYI2I_IMPL)")
+    return impl
+
+
+@functools.cache
+def _backend_module(op: str, backend: str):
+    """The module implementing `op` for `backend`, or a string saying why there is none (cached:
+    ops are looked up on every call)."""
+    name = f"pyi2i.ops.{op}_{backend}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name == name:
+            return f"pyi2i has no {backend!r} implementation of {op!r}"
+        return f"the {backend!r} backend of {op!r} needs the missing module {e.name!r}"
+    except ImportError as e:  # a backend whose dependency is broken must say so, not vanish
+        return f"the {backend!r} backend of {op!r} failed to import: {e}"
+
+
+def _try_backend(op: str, backend: str, x: torch.Tensor) -> tuple[Callable | None, str | None]:
+    module = _backend_module(op, backend)
+    if isinstance(module, str):
+        return None, module
+    reason = module.unavailable_reason(x)
+    if reason is not None:
+        return None, f"{backend!r} backend of {op!r} cannot run here: {reason}"
+    return getattr(module, op), None
+
+
+_announced: set[tuple[str, str, str]] = set()
+
+
+def select(op: str, impl: str, x: torch.Tensor, reference: Callable) -> Callable:
+    """The function that runs `op` on input `x` for the requested `impl`."""
+    impl = requested_impl(impl)
+    if impl == "ref":
+        return reference
+    if impl != "auto":
+        fn, reason = _try_backend(op, impl, x)
+        if fn is None:
+            raise BackendUnavailable(f"{reason}. Use impl='auto' (or unset PYI2I_IMPL) to fall back to an available backend.")
+        return fn
+    # Fast backends exist for GPUs; on a CPU the reference is both the fastest and the specification
+    # (the C++ and interpreted Triton CPU paths are there to be tested, and ask for by name).
+    if x.device.type == "cuda":
+        for backend in FAST_BACKENDS:
+            fn, _ = _try_backend(op, backend, x)
+            if fn is not None:
+                _announce(op, backend, x)
+                return fn
+    _announce(op, "ref", x)
+    return reference
+
+
+def _announce(op: str, backend: str, x: torch.Tensor) -> None:
+    key = (op, backend, x.device.type)
+    if key not in _announced:
+        _announced.add(key)
+        log.info("pyi2i.ops: %s on %s uses the %r backend", op, x.device.type, backend)
