@@ -1,0 +1,105 @@
+"""Training checkpoints (the full state, to resume bit-exactly) and weights in the original format.
+
+Every file is written to a temporary name beside its destination and renamed over it, so a crash
+or a full disk never leaves a half-written checkpoint, and the previous one stays until the new one
+is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pyi2i.models.original_format import IncompatibleCheckpoint, from_original, to_original
+
+FORMAT = "pyi2i-train"
+VERSION = 1
+# Options that fix the networks' shapes: a checkpoint only resumes under the same values.
+ARCHITECTURE_KEYS = ("arch", "netG", "netD", "n_layers_D", "ngf", "ndf", "norm", "input_nc", "output_nc", "no_dropout")
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """torch.save to `path` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike) -> dict:
+    """A checkpoint's contents, on the CPU; clear errors for missing or unreadable files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise IncompatibleCheckpoint(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e}); "
+                                     "it may be truncated or corrupt") from e
+
+
+def check_resumable(state: dict, config: dict, path: Path) -> None:
+    if state.get("format") != FORMAT:
+        raise IncompatibleCheckpoint(f"{path} is not a pyi2i training checkpoint (no '{FORMAT}' marker); "
+                                     "original-release *_net_*.pth files hold weights only")
+    saved = state["config"]
+    for key in ARCHITECTURE_KEYS:
+        if saved.get(key) != config.get(key):
+            raise IncompatibleCheckpoint(
+                f"{path} was trained with --{key} {saved.get(key)} but this run has --{key} {config.get(key)}; "
+                f"resume with the same value (or start a new run with another --name)")
+
+
+def training_state(method, schedulers: dict, config: dict, *, epoch: int, epoch_iter: int, step: int) -> dict:
+    """Everything needed to continue training exactly where it stopped."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and method.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(method.device)
+    return {
+        "format": FORMAT, "version": VERSION, "config": config,
+        "epoch": epoch, "epoch_iter": epoch_iter, "step": step,
+        "method": method.state_dict(),
+        "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+        "rng": rng,
+    }
+
+
+def restore(state: dict, method, schedulers: dict) -> None:
+    method.load_state_dict(state["method"])
+    for k, s in schedulers.items():
+        s.load_state_dict(state["schedulers"][k])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and method.device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng"]["cuda"], method.device)
+
+
+def export_original(method, run_dir: Path, label: str) -> list[Path]:
+    """Each network as `<label>_net_<name>.pth` in the original release's key layout."""
+    paths = []
+    for name, net in method.nets.items():
+        path = run_dir / f"{label}_net_{name}.pth"
+        atomic_save({k: v.detach().cpu().clone() for k, v in to_original(net).items()}, path)
+        paths.append(path)
+    return paths
+
+
+def load_original(net: torch.nn.Module, path: str | os.PathLike) -> None:
+    """Load an original-format weights file (e.g. `latest_net_G_A.pth`) into `net`."""
+    state = load(path)
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        if isinstance(state, dict) and state.get("format") == FORMAT:
+            raise IncompatibleCheckpoint(f"{path} is a pyi2i training checkpoint, not a weights file: "
+                                         "pass it where a training checkpoint is expected")
+        raise IncompatibleCheckpoint(f"{path} does not hold a state dict of tensors")
+    from_original(net, state, source=str(path))
