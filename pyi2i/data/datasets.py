@@ -1,0 +1,155 @@
+"""The three dataset layouts of the original release: aligned (pix2pix), unaligned (CycleGAN), single.
+
+`--direction BtoA` is applied here: the returned 'A' is always the generator's input and 'B' its
+target, so whatever consumes the samples never swaps them again. As in the original, the source
+side is read with `input_nc` channels and the target side with `output_nc`.
+
+Every random choice of a sample comes from a generator seeded with (opt.seed, epoch, index), so a
+sample does not depend on the number of loader workers, and a resumed run sees the same data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pyi2i.data.images import DataError, find_unreadable, folder_contents, load_rgb, make_dataset
+from pyi2i.data.transforms import apply_transform, check_preprocess, get_params
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+class ImageDataset(Dataset):
+    """What the three layouts share: options, file discovery with checks, and per-sample randomness."""
+
+    def __init__(self, opt):
+        if opt.direction not in DIRECTIONS:
+            raise ValueError(f"--direction must be AtoB or BtoA, got {opt.direction!r}")
+        check_preprocess(opt)
+        self.opt = opt
+        self.epoch = 0
+        self.skipped: list[tuple[str, str]] = []
+        self.btoa = opt.direction == "BtoA"
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        # Without this, `for sample in dataset` would never end on the unaligned layout, whose
+        # indices wrap around instead of raising IndexError.
+        return (self[i] for i in range(len(self)))
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.opt.seed, self.epoch, index])
+
+    def find_images(self, folder: str, layout: str) -> list[str]:
+        """Image paths in `folder`; DataError, stating `layout`, if there are none to use."""
+        if not os.path.isdir(folder):
+            raise DataError(f"folder {folder} not found: {layout} ({folder_contents(self.opt.dataroot)})")
+        paths = make_dataset(folder, self.opt.max_dataset_size)
+        if self.opt.skip_bad_images:
+            bad = find_unreadable(paths)
+            if bad:
+                log.warning("skipping %d unreadable image(s) in %s, first: %s", len(bad), folder, bad[0][0])
+                bad_paths = {p for p, _ in bad}
+                paths = [p for p in paths if p not in bad_paths]
+                self.skipped.extend(bad)
+        if not paths:
+            raise DataError(f"no readable images (.png, .jpg, ...) in {folder}: {layout}")
+        return paths
+
+    def transform(self, img, params, *, source: bool) -> torch.Tensor:
+        channels = self.opt.input_nc if source else self.opt.output_nc
+        return apply_transform(self.opt, img, params, grayscale=channels == 1)
+
+
+class AlignedDataset(ImageDataset):
+    """Pairs stored as one image, A on the left half and B on the right; both get one crop and flip."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        folder = os.path.join(opt.dataroot, opt.phase)
+        self.paths = self.find_images(
+            folder, f"expected {opt.phase}/ under DATAROOT holding A|B side-by-side images "
+                    f"for --dataset_mode aligned")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.paths[index]
+        ab = load_rgb(path)
+        w, h = ab.size
+        w2 = w // 2
+        left, right = ab.crop((0, 0, w2, h)), ab.crop((w2, 0, w, h))
+        # Drawn from the left half as in the original: it is the narrower one when w is odd,
+        # so the crop fits both halves.
+        params = get_params(self.opt, left.size, self.rng(index), path)
+        a, b = (right, left) if self.btoa else (left, right)
+        return {"A": self.transform(a, params, source=True), "B": self.transform(b, params, source=False),
+                "A_paths": path, "B_paths": path}
+
+
+class UnalignedDataset(ImageDataset):
+    """Two unpaired folders; each trainA image meets a random trainB image (the one at the same index
+    with serial_batches). As in the original release, trainA is the one read in order whatever the
+    direction; BtoA then swaps the two sides of the sample."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        layout = (f"expected {opt.phase}A/ and {opt.phase}B/ under DATAROOT "
+                  f"for --dataset_mode unaligned")
+        self.a_paths = self.find_images(os.path.join(opt.dataroot, opt.phase + "A"), layout)
+        self.b_paths = self.find_images(os.path.join(opt.dataroot, opt.phase + "B"), layout)
+
+    def __len__(self) -> int:
+        return max(len(self.a_paths), len(self.b_paths))
+
+    def __getitem__(self, index: int) -> dict:
+        rng = self.rng(index)
+        a_path = self.a_paths[index % len(self.a_paths)]
+        if self.opt.serial_batches:
+            b_path = self.b_paths[index % len(self.b_paths)]
+        else:
+            b_path = self.b_paths[int(rng.integers(0, len(self.b_paths)))]
+        a, b = load_rgb(a_path), load_rgb(b_path)
+        a_params = get_params(self.opt, a.size, rng, a_path)
+        b_params = get_params(self.opt, b.size, rng, b_path)
+        if self.btoa:
+            (a, a_params, a_path), (b, b_params, b_path) = (b, b_params, b_path), (a, a_params, a_path)
+        return {"A": self.transform(a, a_params, source=True), "B": self.transform(b, b_params, source=False),
+                "A_paths": a_path, "B_paths": b_path}
+
+
+class SingleDataset(ImageDataset):
+    """Every image under DATAROOT itself, one domain, for translating with a trained generator."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.paths = self.find_images(opt.dataroot, "expected images in DATAROOT for --dataset_mode single")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict:
+        path = self.paths[index]
+        img = load_rgb(path)
+        params = get_params(self.opt, img.size, self.rng(index), path)
+        return {"A": self.transform(img, params, source=True), "A_paths": path}
+
+
+_DATASETS = {"aligned": AlignedDataset, "unaligned": UnalignedDataset, "single": SingleDataset}
+DATASET_MODES = tuple(_DATASETS)
+
+
+def create_dataset(opt) -> ImageDataset:
+    """The dataset `opt.dataset_mode` names, with its files found and checked."""
+    if opt.dataset_mode not in _DATASETS:
+        raise ValueError(f"--dataset_mode must be one of {', '.join(DATASET_MODES)}, got {opt.dataset_mode!r}")
+    return _DATASETS[opt.dataset_mode](opt)

@@ -1,0 +1,98 @@
+"""Finding image files, decoding them to 8-bit RGB, and turning them into [-1, 1] tensors."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+
+# Everything PIL and its plugins raise for a file they cannot decode (truncated, corrupt, not an image).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
+
+
+class DataError(ValueError):
+    """A problem with the user's data (layout, files, sizes), stated with the file and the fix."""
+
+
+def is_image_file(name: str | os.PathLike) -> bool:
+    return str(name).lower().endswith(IMG_EXTENSIONS)
+
+
+def make_dataset(folder: str | os.PathLike, max_dataset_size: float = float("inf")) -> list[str]:
+    """Image paths under `folder` (recursive, following links), sorted, at most `max_dataset_size`.
+
+    Truncation happens in directory-walk order before the final sort, as in the original release,
+    so that a given `--max_dataset_size` selects the same files it does there.
+    """
+    images = []
+    for root, _, fnames in sorted(os.walk(folder, followlinks=True)):
+        images.extend(os.path.join(root, f) for f in sorted(fnames) if is_image_file(f))
+    return sorted(images[: min(max_dataset_size, len(images))])
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB version of an image in any PIL mode."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        # 16-bit grayscale ('I' is how older Pillow opens 16-bit PNGs). PIL's own conversion clips
+        # at 255, turning most of the image white, so scale 0..65535 onto 0..255 instead.
+        return _gray_array_to_rgb(np.asarray(img, dtype=np.float64) / 257.0)
+    if img.mode == "F":
+        values = np.asarray(img, dtype=np.float64)
+        # Float images are usually stored in [0, 1]; anything wider is taken to be on the 8-bit scale.
+        in_unit_range = values.size and values.min() >= 0.0 and values.max() <= 1.0
+        return _gray_array_to_rgb(values * 255.0 if in_unit_range else values)
+    # The original's convert('RGB') drops alpha (and palette transparency) without compositing onto
+    # a background, so transparent pixels keep whatever colour they hold; faithful training needs the same.
+    return img.convert("RGB")
+
+
+def _gray_array_to_rgb(values: np.ndarray) -> Image.Image:
+    gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(gray, mode="L").convert("RGB")
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Fully decode the image at `path` as 8-bit RGB, or raise DataError naming the file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except _DECODE_ERRORS as e:
+        raise DataError(
+            f"cannot read image {path}: {e}. Re-save or remove the file, "
+            f"or pass --skip_bad_images to leave unreadable files out."
+        ) from e
+
+
+def find_unreadable(paths: list[str]) -> list[tuple[str, str]]:
+    """(path, reason) for every file in `paths` that does not decode."""
+    bad = []
+    for p in paths:
+        try:
+            load_rgb(p)
+        except DataError as e:
+            bad.append((p, str(e.__cause__)))
+    return bad
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """(C, H, W) float32 in [-1, 1] from an 8-bit 'L' or 'RGB' image, computed as (x / 255 - 0.5) / 0.5."""
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous().float().div(255).sub(0.5).div(0.5)
+
+
+def folder_contents(folder: str | os.PathLike) -> str:
+    """A short listing of the subfolders of `folder`, for error messages about the expected layout."""
+    path = Path(folder)
+    if not path.is_dir():
+        return f"{path} does not exist"
+    subdirs = sorted(p.name + "/" for p in path.iterdir() if p.is_dir())
+    return f"{path} holds " + (", ".join(subdirs) if subdirs else "no subfolders")
