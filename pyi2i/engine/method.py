@@ -1,0 +1,134 @@
+"""What pix2pix and CycleGAN share: networks, optimizers, losses, precision, state."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import torch
+import torch.nn as nn
+
+from pyi2i import ops
+from pyi2i.models import define_D, define_G
+
+
+class Method:
+    """Base of the training methods: subclasses build `nets`, `optimizers`, and implement `step`.
+
+    `step(batch)` runs one training iteration in the order of the original release and returns
+    the losses as detached device tensors (reading them is the caller's choice: it syncs).
+    """
+
+    loss_names: tuple[str, ...] = ()
+    visual_names: tuple[str, ...] = ()
+    translator_name: str = ""  # the A -> B generator, used for inference and held-out metrics
+
+    def __init__(self, opt: argparse.Namespace, device: torch.device):
+        self.opt = opt
+        self.device = device
+        self.nets = nn.ModuleDict()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.visuals: dict[str, torch.Tensor] = {}
+        amp = opt.amp if device.type == "cuda" else None
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        # fp16 has too little range for GAN gradients without loss scaling; bf16 needs none.
+        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+
+    # -- building -------------------------------------------------------------------------------
+    def make_G(self, input_nc: int, output_nc: int) -> nn.Module:
+        o = self.opt
+        return define_G(o.netG, input_nc, output_nc, o.ngf, o.norm, not o.no_dropout, o.init_type, o.init_gain,
+                        impl=o.impl).to(self.device)
+
+    def make_D(self, input_nc: int) -> nn.Module:
+        o = self.opt
+        return define_D(o.netD, input_nc, o.ndf, o.n_layers_D, o.norm, o.init_type, o.init_gain,
+                        impl=o.impl).to(self.device)
+
+    def make_adam(self, *nets: nn.Module) -> torch.optim.Optimizer:
+        params = [p for net in nets for p in net.parameters()]
+        return torch.optim.Adam(params, lr=self.opt.lr, betas=(self.opt.beta1, 0.999))
+
+    @property
+    def translator(self) -> nn.Module:
+        return self.nets[self.translator_name]
+
+    # -- losses ---------------------------------------------------------------------------------
+    def gan_loss(self, pred: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        return ops.gan_loss(pred, target_is_real, self.opt.gan_mode, impl=self.opt.impl)
+
+    def l1_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return ops.l1_loss(x, y, impl=self.opt.impl)
+
+    def discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """0.5 * (GAN(D(real), real) + GAN(D(fake), fake)), plus the gradient penalty with wgangp."""
+        fake = fake.detach()
+        loss_real = self.gan_loss(D(real), True)
+        loss_fake = self.gan_loss(D(fake), False)
+        loss = (loss_real + loss_fake) * 0.5
+        if self.opt.gan_mode == "wgangp":
+            loss = loss + self.gradient_penalty(D, real, fake)
+        return loss
+
+    def gradient_penalty(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """WGAN-GP (Gulrajani et al.): lambda_gp * (||grad D(x_hat)||_2 - 1)^2 on random interpolates."""
+        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+        x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        out = D(x_hat)
+        (grad,) = torch.autograd.grad(out, x_hat, torch.ones_like(out), create_graph=True)
+        norm = (grad.flatten(1) + 1e-16).norm(2, dim=1)
+        return ((norm - 1.0) ** 2).mean() * self.opt.lambda_gp
+
+    # -- the update -----------------------------------------------------------------------------
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """Backward `loss` and step optimizer `name` (gradients zeroed first)."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+
+    @staticmethod
+    def set_requires_grad(nets, flag: bool) -> None:
+        for net in nets:
+            net.requires_grad_(flag)
+
+    def to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+    def step(self, batch: dict) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def finish_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.update()
+
+    # -- state ----------------------------------------------------------------------------------
+    def pools(self) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {
+            "nets": {k: v.state_dict() for k, v in self.nets.items()},
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "pools": {k: v.state_dict() for k, v in self.pools().items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, net in self.nets.items():
+            net.load_state_dict(state["nets"][k])
+        for k, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][k])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        for k, pool in self.pools().items():
+            pool.load_state_dict(state["pools"][k], self.device)

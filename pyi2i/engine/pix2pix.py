@@ -1,0 +1,50 @@
+"""pix2pix (Isola et al. 2017): a conditional GAN plus L1 on paired data."""
+
+from __future__ import annotations
+
+import torch
+
+from pyi2i.engine.method import Method
+
+
+class Pix2Pix(Method):
+    """G: A -> B; D judges cat(A, B) pairs. The D step comes first, then the G step."""
+
+    loss_names = ("G_GAN", "G_L1", "D_real", "D_fake")
+    visual_names = ("real_A", "fake_B", "real_B")
+    translator_name = "G"
+
+    def __init__(self, opt, device):
+        super().__init__(opt, device)
+        self.nets["G"] = self.make_G(opt.input_nc, opt.output_nc)
+        self.nets["D"] = self.make_D(opt.input_nc + opt.output_nc)
+        self.optimizers["G"] = self.make_adam(self.nets["G"])
+        self.optimizers["D"] = self.make_adam(self.nets["D"])
+
+    def step(self, batch: dict) -> dict[str, torch.Tensor]:
+        G, D = self.nets["G"], self.nets["D"]
+        batch = self.to_device(batch)
+        real_A, real_B = batch["A"], batch["B"]
+        with self.autocast():
+            fake_B = G(real_A)
+            fake_AB = torch.cat([real_A, fake_B], 1)
+
+            self.set_requires_grad([D], True)
+            loss_D_fake = self.gan_loss(D(fake_AB.detach()), False)
+            loss_D_real = self.gan_loss(D(torch.cat([real_A, real_B], 1)), True)
+            loss_D = (loss_D_fake + loss_D_real) * 0.5
+            if self.opt.gan_mode == "wgangp":
+                loss_D = loss_D + self.gradient_penalty(D, torch.cat([real_A, real_B], 1), fake_AB.detach())
+        self.update("D", loss_D)
+
+        self.set_requires_grad([D], False)
+        with self.autocast():
+            loss_G_GAN = self.gan_loss(D(fake_AB), True)
+            loss_G_L1 = self.l1_loss(fake_B, real_B) * self.opt.lambda_L1
+            loss_G = loss_G_GAN + loss_G_L1
+        self.update("G", loss_G)
+        self.finish_step()
+
+        self.visuals = dict(real_A=real_A, fake_B=fake_B, real_B=real_B)
+        losses = dict(G_GAN=loss_G_GAN, G_L1=loss_G_L1, D_real=loss_D_real, D_fake=loss_D_fake)
+        return {k: v.detach().float() for k, v in losses.items()}

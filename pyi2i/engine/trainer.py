@@ -1,0 +1,233 @@
+"""The training loop: set-up, the step, logging, checkpointing. Method-specific logic lives in
+pyi2i.engine.cyclegan / pix2pix; this file only drives it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pyi2i import checkpoints, reports
+from pyi2i.data import create_dataset, create_loader
+from pyi2i.engine.cyclegan import CycleGAN
+from pyi2i.engine.heldout import heldout_dataset, heldout_l1
+from pyi2i.engine.pix2pix import Pix2Pix
+from pyi2i.engine.schedule import make_scheduler, step_scheduler
+
+log = logging.getLogger("pyi2i")
+
+METHODS = {"cyclegan": CycleGAN, "pix2pix": Pix2Pix}
+LATEST = "latest.pt"
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss became NaN or infinite: training stopped, the last good checkpoint is kept."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no usable CUDA device (torch {torch.__version__}); "
+                         "use --device cpu")
+    return device
+
+
+class LossMeter:
+    """Sums the step's losses on the device; reading them (a host sync) happens only in `read`."""
+
+    def __init__(self):
+        self.sums: torch.Tensor | None = None
+        self.nonfinite: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        values = torch.stack(list(losses.values()))
+        bad = ~torch.isfinite(values)
+        self.sums = values if self.sums is None else self.sums + values
+        self.nonfinite = bad if self.nonfinite is None else self.nonfinite | bad
+        self.count += 1
+
+    def read(self, names) -> tuple[dict[str, float], list[str]]:
+        """(mean of each loss since the last read, names of losses that were ever non-finite)."""
+        if self.count == 0:
+            return {}, []
+        means = (self.sums / self.count).tolist()
+        bad = [n for n, b in zip(names, self.nonfinite.tolist()) if b]
+        self.sums, self.nonfinite, self.count = None, None, 0
+        return dict(zip(names, means)), bad
+
+
+class StopRequest:
+    """Ctrl-C or SIGTERM asks the loop to save and stop after the current step."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, frame) -> None:
+        if self.signal is not None:  # a second Ctrl-C: the user really wants out
+            raise KeyboardInterrupt
+        self.signal = signum
+        log.warning("%s received: saving a checkpoint after this step, then stopping (again to abort)",
+                    signal.Signals(signum).name)
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+class Trainer:
+    def __init__(self, opt: argparse.Namespace):
+        self.opt = opt
+        self.device = resolve_device(opt.device)
+        self.run_dir = Path(opt.checkpoints_dir) / opt.name
+        self.announce_unavailable_features()
+        self.dataset = create_dataset(opt)  # bad folders fail here, before anything is built
+        self.heldout = heldout_dataset(opt)
+        torch.manual_seed(opt.seed)
+        self.method = METHODS[opt.arch](opt, self.device)
+        self.schedulers = {k: make_scheduler(o, opt) for k, o in self.method.optimizers.items()}
+        self.config = {k: v for k, v in vars(opt).items()}
+        self.epoch, self.epoch_iter, self.step = opt.epoch_count, 0, 0
+        latest = self.run_dir / LATEST
+        if opt.continue_train:
+            state = checkpoints.load(latest)
+            checkpoints.check_resumable(state, self.config, latest)
+            checkpoints.restore(state, self.method, self.schedulers)
+            self.epoch, self.epoch_iter, self.step = state["epoch"], state["epoch_iter"], state["step"]
+            log.info("resumed %s at epoch %d, step %d", latest, self.epoch, self.step)
+        elif latest.exists():
+            raise FileExistsError(f"{self.run_dir} already holds a run ({LATEST}): pass --continue_train to resume "
+                                  "it, or choose another --name; nothing was overwritten")
+        self.meter = LossMeter()
+        # More loader processes than cores only slows the step down.
+        self.num_workers = min(opt.num_threads, len(os.sched_getaffinity(0)))
+        self.loss_log = reports.CsvLog(self.run_dir / "loss_log.csv",
+                                       ["step", "epoch", "epoch_iter", "time", "images_per_s", "lr"]
+                                       + list(self.method.loss_names))
+        self.metric_log = reports.CsvLog(self.run_dir / "metrics.csv", ["epoch", "step", "heldout_l1"])
+
+    @property
+    def last_epoch(self) -> int:
+        return self.opt.epoch_count + self.opt.n_epochs + self.opt.n_epochs_decay - 1
+
+    def announce_unavailable_features(self) -> None:
+        if self.device.type != "cuda":
+            if self.opt.amp:
+                log.warning("--amp needs a CUDA device; training in fp32 on %s", self.device)
+            if self.opt.cuda_graphs:
+                log.warning("--cuda-graphs needs a CUDA device; training eagerly on %s", self.device)
+        elif self.opt.cuda_graphs:
+            log.warning("--cuda-graphs: whole-step capture is not available in this version; training eagerly")
+
+    # -- the loop -------------------------------------------------------------------------------
+    def train(self) -> None:
+        opt = self.opt
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        log.info("training %s on %s (%d samples) on %s; run folder %s", opt.arch, opt.dataroot, len(self.dataset),
+                 self.device, self.run_dir)
+        with StopRequest() as stop:
+            while self.epoch <= self.last_epoch:
+                finished_epoch = self.train_epoch(stop)
+                if not finished_epoch:
+                    self.save(LATEST)
+                    if stop.signal is not None:
+                        log.warning("stopped by %s at step %d; resume with --continue_train",
+                                    signal.Signals(stop.signal).name, self.step)
+                        raise SystemExit(128 + stop.signal)
+                    log.info("reached --max_steps %d; resume with --continue_train", opt.max_steps)
+                    return
+                self.end_epoch()
+        log.info("training finished: %d epochs, %d steps; weights in %s", self.last_epoch - opt.epoch_count + 1,
+                 self.step, self.run_dir)
+
+    def train_epoch(self, stop: StopRequest) -> bool:
+        """Runs the rest of the current epoch; False when it stopped early (max_steps or a signal)."""
+        opt = self.opt
+        loader = create_loader(self.dataset, batch_size=opt.batch_size, shuffle=not opt.serial_batches,
+                               num_workers=self.num_workers, seed=opt.seed, epoch=self.epoch,
+                               start_batch=self.epoch_iter, pin_memory=self.device.type == "cuda")
+        total = math.ceil(len(self.dataset) / opt.batch_size)
+        bar = tqdm(total=total, initial=self.epoch_iter, desc=f"epoch {self.epoch}/{self.last_epoch}",
+                   disable=opt.no_progress, dynamic_ncols=True, leave=False)
+        self.tick = (time.perf_counter(), self.step)
+        self.epoch_G_loss = []
+        with bar:
+            for batch in loader:
+                self.meter.add(self.method.step(batch))
+                self.step += 1
+                self.epoch_iter += 1
+                bar.update()
+                if self.step % opt.print_freq == 0:
+                    self.report(bar)
+                if self.step % opt.save_latest_freq == 0:
+                    self.save(LATEST)
+                if stop.signal is not None or (opt.max_steps and self.step >= opt.max_steps):
+                    return False
+        return True
+
+    def report(self, bar=None) -> dict[str, float]:
+        """Reads the losses accumulated since the last report (one host sync), checks them, logs."""
+        means, bad = self.meter.read(self.method.loss_names)
+        if bad:
+            raise NonFiniteLoss(
+                f"loss {', '.join(bad)} became NaN or infinite by step {self.step} (epoch {self.epoch}). Training "
+                f"stopped; the last good checkpoint is kept in {self.run_dir}. Try a lower --lr, --amp bf16 instead "
+                "of fp16, or check the data for broken images.")
+        if not means:
+            return means
+        now = time.perf_counter()
+        images_per_s = (self.step - self.tick[1]) * self.opt.batch_size / max(now - self.tick[0], 1e-9)
+        self.tick = (now, self.step)
+        self.epoch_G_loss.append(sum(v for k, v in means.items() if not k.startswith("D")))
+        lr = self.method.optimizers["G"].param_groups[0]["lr"]
+        self.loss_log.write(dict(step=self.step, epoch=self.epoch, epoch_iter=self.epoch_iter,
+                                 time=f"{time.time():.3f}", images_per_s=images_per_s, lr=lr, **means))
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()} | {"img/s": f"{images_per_s:.1f}"})
+        return means
+
+    def end_epoch(self) -> None:
+        self.report()
+        metric = sum(self.epoch_G_loss) / len(self.epoch_G_loss) if self.epoch_G_loss else 0.0
+        for scheduler in self.schedulers.values():
+            step_scheduler(scheduler, metric)
+        if self.method.visuals:
+            reports.save_grid(self.method.visuals, self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
+        line = f"epoch {self.epoch}/{self.last_epoch} done, step {self.step}"
+        if self.heldout is not None:
+            l1 = heldout_l1(self.method.translator, self.heldout, self.device, self.opt.batch_size)
+            self.metric_log.write(dict(epoch=self.epoch, step=self.step, heldout_l1=l1))
+            line += f", held-out L1 {l1:.4f}"
+        log.info(line)
+        epoch = self.epoch
+        self.epoch, self.epoch_iter = self.epoch + 1, 0
+        self.save(LATEST)
+        if epoch % self.opt.save_epoch_freq == 0 or epoch == self.last_epoch:
+            self.save(f"epoch_{epoch:03d}.pt", label=str(epoch))
+
+    def save(self, filename: str, label: str = "latest") -> None:
+        """Full state as `filename` plus the networks in the original format; never saves NaNs."""
+        self.report()  # raises NonFiniteLoss before anything is written
+        state = checkpoints.training_state(self.method, self.schedulers, self.config, epoch=self.epoch,
+                                           epoch_iter=self.epoch_iter, step=self.step)
+        checkpoints.atomic_save(state, self.run_dir / filename)
+        checkpoints.export_original(self.method, self.run_dir, label)
+
+
+def train(opt: argparse.Namespace) -> Trainer:
+    trainer = Trainer(opt)
+    trainer.train()
+    return trainer
