@@ -104,7 +104,10 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"), default=None,
                    help="mixed precision on CUDA: bf16 autocast (default) or fp16 with a gradient scaler")
     g.add_argument("--cuda-graphs", "--cuda_graphs", dest="cuda_graphs", action="store_true",
-                   help="capture the training step in a CUDA graph (CUDA only)")
+                   help="capture the whole training step in a CUDA graph (CUDA only)")
+    g.add_argument("--channels_last", action="store_true", help="networks and images in channels_last layout")
+    g.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    g.add_argument("--profile", metavar="DIR", help="write a torch.profiler trace of a few steps to DIR and stop")
 
 
 def training_parser() -> argparse.ArgumentParser:

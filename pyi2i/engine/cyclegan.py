@@ -26,16 +26,17 @@ class CycleGAN(Method):
         self.nets["D_B"] = self.make_D(opt.input_nc)
         self.optimizers["G"] = self.make_adam(self.nets["G_A"], self.nets["G_B"])
         self.optimizers["D"] = self.make_adam(self.nets["D_A"], self.nets["D_B"])
-        # distinct seeds: the two pools must not make the same choices
-        self.fake_A_pool = ImagePool(opt.pool_size, seed=2 * opt.seed + 1)
-        self.fake_B_pool = ImagePool(opt.pool_size, seed=2 * opt.seed + 2)
+        self.fake_A_pool = ImagePool(opt.pool_size)
+        self.fake_B_pool = ImagePool(opt.pool_size)
+        self.finish_setup()
 
     def pools(self) -> dict:
         return {"fake_A": self.fake_A_pool, "fake_B": self.fake_B_pool}
 
     def step(self, batch: dict) -> dict[str, torch.Tensor]:
-        o, n = self.opt, self.nets
-        G_A, G_B, D_A, D_B = n["G_A"], n["G_B"], n["D_A"], n["D_B"]
+        o, r = self.opt, self.run
+        G_A, G_B, D_A, D_B = r["G_A"], r["G_B"], r["D_A"], r["D_B"]
+        frozen = [self.nets["D_A"], self.nets["D_B"]]
         batch = self.to_device(batch)
         real_A, real_B = batch["A"], batch["B"]
         with self.autocast():
@@ -45,7 +46,7 @@ class CycleGAN(Method):
             rec_B = G_A(fake_A)
 
             # generators, with the discriminators frozen
-            self.set_requires_grad([D_A, D_B], False)
+            self.set_requires_grad(frozen, False)
             if o.lambda_identity > 0:
                 idt_A = G_A(real_B)
                 loss_idt_A = self.l1_loss(idt_A, real_B) * o.lambda_B * o.lambda_identity
@@ -62,7 +63,7 @@ class CycleGAN(Method):
         self.update("G", loss_G)
 
         # discriminators, on real images and pooled fakes
-        self.set_requires_grad([D_A, D_B], True)
+        self.set_requires_grad(frozen, True)
         with self.autocast():
             loss_D_A = self.discriminator_loss(D_A, real_B, self.fake_B_pool.query(fake_B))
             loss_D_B = self.discriminator_loss(D_B, real_A, self.fake_A_pool.query(fake_A))

@@ -20,16 +20,17 @@ class Pix2Pix(Method):
         self.nets["D"] = self.make_D(opt.input_nc + opt.output_nc)
         self.optimizers["G"] = self.make_adam(self.nets["G"])
         self.optimizers["D"] = self.make_adam(self.nets["D"])
+        self.finish_setup()
 
     def step(self, batch: dict) -> dict[str, torch.Tensor]:
-        G, D = self.nets["G"], self.nets["D"]
+        G, D = self.run["G"], self.run["D"]
         batch = self.to_device(batch)
         real_A, real_B = batch["A"], batch["B"]
         with self.autocast():
             fake_B = G(real_A)
             fake_AB = torch.cat([real_A, fake_B], 1)
 
-            self.set_requires_grad([D], True)
+            self.set_requires_grad([self.nets["D"]], True)
             loss_D_fake = self.gan_loss(D(fake_AB.detach()), False)
             loss_D_real = self.gan_loss(D(torch.cat([real_A, real_B], 1)), True)
             loss_D = (loss_D_fake + loss_D_real) * 0.5
@@ -37,7 +38,7 @@ class Pix2Pix(Method):
                 loss_D = loss_D + self.gradient_penalty(D, torch.cat([real_A, real_B], 1), fake_AB.detach())
         self.update("D", loss_D)
 
-        self.set_requires_grad([D], False)
+        self.set_requires_grad([self.nets["D"]], False)
         with self.autocast():
             loss_G_GAN = self.gan_loss(D(fake_AB), True)
             loss_G_L1 = self.l1_loss(fake_B, real_B) * self.opt.lambda_L1
