@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-import original_networks as orig
+import pyi2i.testing.original as orig
 from pyi2i.models import ResnetGenerator, UnetGenerator, define_D, define_G, init_weights
 from pyi2i.models.original_format import to_original
 

@@ -1,0 +1,1 @@
+"""Oracles for tests and benchmarks: the original release's networks and training loop, transcribed."""
