@@ -63,3 +63,10 @@ def test_environment_overrides_the_argument(monkeypatch):
     monkeypatch.setenv("PYI2I_IMPL", "fast")
     with pytest.raises(ValueError, match="PYI2I_IMPL"):
         ops.instance_norm_act(x)
+
+
+def test_reference_only_overrides_any_backend(monkeypatch):
+    monkeypatch.delenv("PYI2I_IMPL", raising=False)
+    x = torch.randn(1, 2, 3, 3)
+    with ops.reference_only():
+        assert _dispatch.select("instance_norm_act", "triton", x, _instance_norm_act_ref) is _instance_norm_act_ref

@@ -91,8 +91,9 @@ class Method:
         """WGAN-GP (Gulrajani et al.): lambda_gp * (||grad D(x_hat)||_2 - 1)^2 on random interpolates."""
         alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
         x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-        out = D(x_hat)
-        (grad,) = torch.autograd.grad(out, x_hat, torch.ones_like(out), create_graph=True)
+        with ops.reference_only():  # the penalty's backward differentiates D's backward
+            out = D(x_hat)
+            (grad,) = torch.autograd.grad(out, x_hat, torch.ones_like(out), create_graph=True)
         norm = (grad.flatten(1) + 1e-16).norm(2, dim=1)
         return ((norm - 1.0) ** 2).mean() * self.opt.lambda_gp
 
@@ -100,7 +101,8 @@ class Method:
     def autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        # autocast's cache of cast weights must not outlive a CUDA graph capture
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=not self.opt.cuda_graphs)
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         """Backward `loss` and step optimizer `name` (gradients zeroed first)."""
@@ -146,6 +148,9 @@ class Method:
             net.load_state_dict(state["nets"][k])
         for k, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][k])
+            for group in optimizer.param_groups:  # loaded from the CPU: a captured step needs it on the device
+                if torch.is_tensor(group["lr"]):
+                    group["lr"] = group["lr"].to(self.device)
         if self.scaler is not None and state.get("scaler") is not None:
             self.scaler.load_state_dict(state["scaler"])
         for k, pool in self.pools().items():

@@ -4,6 +4,7 @@ pyi2i.engine.cyclegan / pix2pix; this file only drives it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from pyi2i import checkpoints, reports
 from pyi2i.data import create_dataset, create_loader
 from pyi2i.engine.cyclegan import CycleGAN
+from pyi2i.engine.graphs import CudaGraphStep, prefetch_to_device
 from pyi2i.engine.heldout import heldout_dataset, heldout_l1
 from pyi2i.engine.pix2pix import Pix2Pix
 from pyi2i.engine.schedule import make_scheduler, step_scheduler
@@ -25,6 +27,7 @@ log = logging.getLogger("pyi2i")
 
 METHODS = {"cyclegan": CycleGAN, "pix2pix": Pix2Pix}
 LATEST = "latest.pt"
+PROFILE_STEPS = 5
 
 
 class NonFiniteLoss(RuntimeError):
@@ -99,6 +102,7 @@ class Trainer:
         torch.manual_seed(opt.seed)
         self.method = METHODS[opt.arch](opt, self.device)
         self.schedulers = {k: make_scheduler(o, opt) for k, o in self.method.optimizers.items()}
+        self.step_fn = CudaGraphStep(self.method) if opt.cuda_graphs and self.device.type == "cuda" else self.method.step
         self.config = {k: v for k, v in vars(opt).items()}
         self.epoch, self.epoch_iter, self.step = opt.epoch_count, 0, 0
         latest = self.run_dir / LATEST
@@ -124,13 +128,13 @@ class Trainer:
         return self.opt.epoch_count + self.opt.n_epochs + self.opt.n_epochs_decay - 1
 
     def announce_unavailable_features(self) -> None:
-        if self.device.type != "cuda":
-            if self.opt.amp:
-                log.warning("--amp needs a CUDA device; training in fp32 on %s", self.device)
-            if self.opt.cuda_graphs:
-                log.warning("--cuda-graphs needs a CUDA device; training eagerly on %s", self.device)
-        elif self.opt.cuda_graphs:
-            log.warning("--cuda-graphs: whole-step capture is not available in this version; training eagerly")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes are fixed within a run
+            return
+        if self.opt.amp:
+            log.warning("--amp needs a CUDA device; training in fp32 on %s", self.device)
+        if self.opt.cuda_graphs:
+            log.warning("--cuda-graphs needs a CUDA device; training eagerly on %s", self.device)
 
     # -- the loop -------------------------------------------------------------------------------
     def train(self) -> None:
@@ -140,21 +144,21 @@ class Trainer:
                  self.device, self.run_dir)
         with StopRequest() as stop:
             while self.epoch <= self.last_epoch:
-                finished_epoch = self.train_epoch(stop)
-                if not finished_epoch:
+                stopped = self.train_epoch(stop)
+                if stopped:
                     self.save(LATEST)
                     if stop.signal is not None:
                         log.warning("stopped by %s at step %d; resume with --continue_train",
                                     signal.Signals(stop.signal).name, self.step)
                         raise SystemExit(128 + stop.signal)
-                    log.info("reached --max_steps %d; resume with --continue_train", opt.max_steps)
+                    log.info("%s; resume with --continue_train", stopped)
                     return
                 self.end_epoch()
         log.info("training finished: %d epochs, %d steps; weights in %s", self.last_epoch - opt.epoch_count + 1,
                  self.step, self.run_dir)
 
-    def train_epoch(self, stop: StopRequest) -> bool:
-        """Runs the rest of the current epoch; False when it stopped early (max_steps or a signal)."""
+    def train_epoch(self, stop: StopRequest) -> str | None:
+        """Runs the rest of the current epoch; says why when it stopped early."""
         opt = self.opt
         loader = create_loader(self.dataset, batch_size=opt.batch_size, shuffle=not opt.serial_batches,
                                num_workers=self.num_workers, seed=opt.seed, epoch=self.epoch,
@@ -164,19 +168,46 @@ class Trainer:
                    disable=opt.no_progress, dynamic_ncols=True, leave=False)
         self.tick = (time.perf_counter(), self.step)
         self.epoch_G_loss = []
-        with bar:
-            for batch in loader:
-                self.meter.add(self.method.step(batch))
+        with bar, self.profiler() as profiler:
+            for batch in prefetch_to_device(loader, self.device, self.method.memory_format):
+                self.meter.add(self.step_fn(batch))
                 self.step += 1
                 self.epoch_iter += 1
                 bar.update()
+                if profiler is not None:
+                    profiler.step()
                 if self.step % opt.print_freq == 0:
                     self.report(bar)
                 if self.step % opt.save_latest_freq == 0:
                     self.save(LATEST)
-                if stop.signal is not None or (opt.max_steps and self.step >= opt.max_steps):
-                    return False
-        return True
+                if stop.signal is not None:
+                    return "signal"
+                if opt.max_steps and self.step >= opt.max_steps:
+                    return f"reached --max_steps {opt.max_steps}"
+                if profiler is not None and self.step >= self.profile_until:
+                    return f"profiled steps {self.step - PROFILE_STEPS + 1}-{self.step} into {opt.profile}"
+        return None
+
+    def profiler(self):
+        """A torch.profiler over a few steps after warm-up (CUDA graphs: after capture) with --profile."""
+        if not self.opt.profile:
+            return contextlib.nullcontext()
+        warmup = 2 + (self.step_fn.warmup + 1 if isinstance(self.step_fn, CudaGraphStep) else 0)
+        self.profile_until = self.step + warmup + PROFILE_STEPS
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        out = Path(self.opt.profile)
+        out.mkdir(parents=True, exist_ok=True)
+
+        def write(prof) -> None:
+            prof.export_chrome_trace(str(out / f"trace_step{self.step}.json"))
+            sort = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+            (out / "summary.txt").write_text(prof.key_averages().table(sort_by=sort, row_limit=40))
+
+        return torch.profiler.profile(activities=activities, on_trace_ready=write,
+                                      schedule=torch.profiler.schedule(wait=0, warmup=warmup, active=PROFILE_STEPS,
+                                                                               repeat=1))
 
     def report(self, bar=None) -> dict[str, float]:
         """Reads the losses accumulated since the last report (one host sync), checks them, logs."""

@@ -15,7 +15,7 @@ reason.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import importlib
 import logging
 import os
@@ -41,10 +41,22 @@ def requested_impl(impl: str) -> str:
     return impl
 
 
-@functools.cache
+_modules: dict[tuple[str, str], object] = {}
+
+
 def _backend_module(op: str, backend: str):
-    """The module implementing `op` for `backend`, or a string saying why there is none (cached:
-    ops are looked up on every call)."""
+    """The module implementing `op` for `backend`, or a string saying why there is none.
+
+    Looked up on every call of an op, so cached in a plain dict: torch.compile traces the lookup of
+    a cached entry, and the import itself runs outside the traced graph."""
+    found = _modules.get((op, backend))
+    if found is None:
+        found = _modules[(op, backend)] = _import_backend(op, backend)
+    return found
+
+
+@torch.compiler.disable
+def _import_backend(op: str, backend: str):
     name = f"pyi2i.ops.{op}_{backend}"
     try:
         return importlib.import_module(name)
@@ -67,12 +79,25 @@ def _try_backend(op: str, backend: str, x: torch.Tensor) -> tuple[Callable | Non
 
 
 _announced: set[tuple[str, str, str]] = set()
+_reference_only = False
+
+
+@contextlib.contextmanager
+def reference_only():
+    """Every op runs its reference inside: for double backward (the WGAN-GP gradient penalty
+    differentiates D's gradient), which the fused backward kernels do not provide."""
+    global _reference_only
+    previous, _reference_only = _reference_only, True
+    try:
+        yield
+    finally:
+        _reference_only = previous
 
 
 def select(op: str, impl: str, x: torch.Tensor, reference: Callable) -> Callable:
     """The function that runs `op` on input `x` for the requested `impl`."""
     impl = requested_impl(impl)
-    if impl == "ref":
+    if impl == "ref" or _reference_only:
         return reference
     if impl != "auto":
         fn, reason = _try_backend(op, impl, x)
