@@ -70,3 +70,12 @@ def test_reference_only_overrides_any_backend(monkeypatch):
     x = torch.randn(1, 2, 3, 3)
     with ops.reference_only():
         assert _dispatch.select("instance_norm_act", "triton", x, _instance_norm_act_ref) is _instance_norm_act_ref
+
+
+def test_reference_gradient_is_right_for_mixed_layouts():
+    x = torch.randn(1, 2, 4, 4, requires_grad=True)
+    dy = torch.randn(1, 2, 4, 4)
+    (expected,) = torch.autograd.grad(ops.instance_norm_act(x, act="relu", impl="ref"), x, dy)
+    (mixed,) = torch.autograd.grad(ops.instance_norm_act(x, act="relu", impl="ref"), x,
+                                   dy.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(mixed, expected)

@@ -28,6 +28,10 @@ def activation(x: torch.Tensor, act: str) -> torch.Tensor:
     raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
 def _instance_norm_act_ref(
     x: torch.Tensor,
     weight: torch.Tensor | None = None,
@@ -42,7 +46,13 @@ def _instance_norm_act_ref(
     if upcast:
         x = x.float()
         residual = None if residual is None else residual.float()
-    y = activation(F.instance_norm(x, weight=weight, bias=bias, eps=eps), act)
+    y = F.instance_norm(x, weight=weight, bias=bias, eps=eps)
+    if y.requires_grad and x.device.type == "cpu":
+        # PyTorch's CPU instance-norm backward gives wrong input gradients at N = 1 when the incoming
+        # gradient's layout differs from the input's (NCHW x, channels_last grad): hand it x's layout.
+        layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        y.register_hook(lambda grad: grad.contiguous(memory_format=layout))
+    y = activation(y, act)
     if residual is not None:
         y = residual + y
     return y.to(dtype)

@@ -1,0 +1,237 @@
+"""Triton backend of instance_norm_act (semantics: pyi2i.ops.norm_act; device code:
+kernels/norm_act.py, installed as pyi2i._triton.norm_act).
+
+Two custom ops, so torch.compile and CUDA graph capture see one op per direction:
+
+    pyi2i::instance_norm_act_fwd(x, weight, bias, residual, act, eps) -> (y, mean, rstd)
+    pyi2i::instance_norm_act_bwd(dy, x, weight, bias, mean, rstd, act) -> (dx, dweight, dbias)
+
+For backward only x and the (N, C) fp32 statistics are kept: x_hat and the sign of the
+pre-activation are recomputed from them, which costs less than storing and reading x_hat back.
+The residual's gradient is dy itself.
+
+x is read in its own memory format when it is NCHW- or channels_last-contiguous; any other layout
+is copied to NCHW first. The output (and dx) is in the format read.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from pyi2i.ops._triton_util import (
+    check_floating,
+    device_guard,
+    kernels,
+    next_power_of_2,
+    parallel_programs,
+    unavailable_reason,
+)
+from pyi2i.ops.norm_act import ACTIVATIONS, LEAKY_RELU_SLOPE
+
+__all__ = ["instance_norm_act", "unavailable_reason"]
+
+# Launch heuristics. Configs are chosen from the shape rather than autotuned, which needs a GPU to
+# time on. Module attributes, so they can be tuned, and so the tests can send tiny shapes down the
+# looped and split paths.
+MAX_TILE = 4096     # elements of one [BLOCK_C, BLOCK_HW] tile: 16 fp32 a thread at 8 warps
+PACK_TILE = 512     # NCHW planes smaller than this share a tile with neighbouring channels
+NHWC_BLOCK_C = 32   # channels a tile row holds in NHWC: 128 contiguous bytes in fp32
+TARGET_PROGRAMS: int | None = None  # rows are split when fewer programs than this; None: from the device
+
+
+class _Plan(NamedTuple):
+    grid: tuple[int, int]          # (N * channel blocks, SPLIT)
+    geometry: tuple[int, ...]      # the kernels' NC, C, HW, num_cblocks, stride_n, stride_c, stride_hw, hw_per_split
+    blocks: dict[str, int]         # BLOCK_C, BLOCK_HW, SPLIT, num_warps
+    one_tile: bool                 # a row fits one tile: read once, kept in registers
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The format the kernels read x in: channels_last when x is laid out so (and not also NCHW)."""
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _plan(x: torch.Tensor, channels_last: bool) -> _Plan:
+    """Tile shape and row split for x, read as NCHW or NHWC: coalesced tiles of up to MAX_TILE
+    elements, and rows cut into ranges of whole tiles until TARGET_PROGRAMS programs run."""
+    N, C, H, W = x.shape
+    HW = H * W
+    hw_pow2 = next_power_of_2(HW)
+    if channels_last:
+        block_c = min(next_power_of_2(C), NHWC_BLOCK_C, MAX_TILE)
+        strides = (HW * C, 1, C)
+    else:
+        block_c = min(next_power_of_2(C), max(1, min(PACK_TILE, MAX_TILE) // hw_pow2))
+        strides = (C * HW, HW, 1)
+    block_hw = min(hw_pow2, max(1, MAX_TILE // block_c))
+    num_cblocks = _cdiv(C, block_c)
+    num_tiles = _cdiv(HW, block_hw)
+    target = TARGET_PROGRAMS if TARGET_PROGRAMS is not None else parallel_programs(x.device)
+    split = min(num_tiles, max(1, _cdiv(target, N * num_cblocks)))
+    tiles_per_split = _cdiv(num_tiles, split)
+    split = _cdiv(num_tiles, tiles_per_split)  # every range holds at least one element
+    hw_per_split = tiles_per_split * block_hw if split > 1 else HW
+    return _Plan(
+        grid=(N * num_cblocks, split),
+        geometry=(N * C, C, HW, num_cblocks, *strides, hw_per_split),
+        blocks=dict(BLOCK_C=block_c, BLOCK_HW=block_hw, SPLIT=split,
+                    num_warps=max(1, min(8, block_c * block_hw // 256))),
+        one_tile=num_tiles == 1,
+    )
+
+
+def _split_buffer(plan: _Plan, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """The (2, SPLIT, N*C) partial results of the row ranges; None when rows are not split."""
+    split = plan.blocks["SPLIT"]
+    return None if split == 1 else torch.empty((2, split, plan.geometry[0]), dtype=dtype, device=x.device)
+
+
+def _act_meta(act: str, weight: torch.Tensor | None, bias: torch.Tensor | None) -> dict:
+    return dict(ACT=act, SLOPE=LEAKY_RELU_SLOPE, HAS_W=weight is not None, HAS_B=bias is not None)
+
+
+@torch.library.custom_op("pyi2i::instance_norm_act_fwd", mutates_args=())
+def _fwd(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    act: str,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """y like x in the format read; mean and rstd (N, C) fp32."""
+    fmt = _memory_format(x)
+    x = x.contiguous(memory_format=fmt)
+    if residual is not None:
+        residual = residual.contiguous(memory_format=fmt)
+    y = torch.empty_like(x, memory_format=fmt)
+    mean = torch.empty(x.shape[:2], dtype=torch.float32, device=x.device)
+    rstd = torch.empty_like(mean)
+    if x.numel() == 0:
+        return y, mean, rstd
+    plan = _plan(x, fmt == torch.channels_last)
+    k = kernels("norm_act")
+    with device_guard(x):
+        part = _split_buffer(plan, x, torch.float64)
+        if part is not None:
+            k.instance_norm_stats_partial_kernel[plan.grid](x, part, *plan.geometry, **plan.blocks)
+        k.instance_norm_act_fwd_kernel[plan.grid](
+            x, weight, bias, residual, y, mean, rstd, part, *plan.geometry, eps,
+            HAS_RES=residual is not None, ONE_TILE=plan.one_tile, **_act_meta(act, weight, bias), **plan.blocks,
+        )
+    return y, mean, rstd
+
+
+@_fwd.register_fake
+def _(x, weight, bias, residual, act, eps):
+    mean = x.new_empty(x.shape[:2], dtype=torch.float32)
+    return torch.empty_like(x, memory_format=_memory_format(x)), mean, torch.empty_like(mean)
+
+
+@torch.library.custom_op("pyi2i::instance_norm_act_bwd", mutates_args=())
+def _bwd(
+    dy: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    mean: torch.Tensor,
+    rstd: torch.Tensor,
+    act: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """dx like x in the format read; dweight and dbias (C,) fp32 (the sums over N and HW)."""
+    fmt = _memory_format(x)
+    x = x.contiguous(memory_format=fmt)
+    dy = dy.contiguous(memory_format=fmt)
+    dx = torch.empty_like(x, memory_format=fmt)
+    sums = torch.zeros((2, *x.shape[:2]), dtype=torch.float32, device=x.device)
+    if x.numel():
+        plan = _plan(x, fmt == torch.channels_last)
+        k = kernels("norm_act")
+        meta = _act_meta(act, weight, bias)
+        with device_guard(x):
+            part = _split_buffer(plan, x, torch.float32)
+            if part is not None:
+                k.instance_norm_grad_partial_kernel[plan.grid](
+                    dy, x, weight, bias, mean, rstd, part, *plan.geometry, **meta, **plan.blocks)
+            k.instance_norm_act_bwd_kernel[plan.grid](
+                dy, x, weight, bias, mean, rstd, dx, sums, part, *plan.geometry,
+                ONE_TILE=plan.one_tile, **meta, **plan.blocks,
+            )
+    sum_dz, sum_dz_xhat = sums
+    return dx, sum_dz_xhat.sum(dim=0), sum_dz.sum(dim=0)
+
+
+@_bwd.register_fake
+def _(dy, x, weight, bias, mean, rstd, act):
+    channel_sums = x.new_empty(x.shape[1:2], dtype=torch.float32)
+    return torch.empty_like(x, memory_format=_memory_format(x)), channel_sums, torch.empty_like(channel_sums)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, bias, residual, act, _ = inputs
+    _, mean, rstd = output
+    ctx.save_for_backward(x, weight, bias, mean, rstd)
+    ctx.act = act
+    ctx.residual_dtype = None if residual is None else residual.dtype
+    ctx.mark_non_differentiable(mean, rstd)
+
+
+def _backward(ctx, dy, _dmean, _drstd):
+    x, weight, bias, mean, rstd = ctx.saved_tensors
+    dx, dweight, dbias = _bwd(dy, x, weight, bias, mean, rstd, ctx.act)
+    return (
+        dx,
+        None if weight is None else dweight.to(weight.dtype),
+        None if bias is None else dbias.to(bias.dtype),
+        None if ctx.residual_dtype is None else dy.to(ctx.residual_dtype),
+        None,
+        None,
+    )
+
+
+torch.library.register_autograd("pyi2i::instance_norm_act_fwd", _backward, setup_context=_setup_context)
+
+
+def _check_inputs(x, weight, bias, residual, act) -> None:
+    if act not in ACTIVATIONS:
+        raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    check_floating("x", x, x.device)
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None:
+            check_floating(name, p, x.device)
+            if p.shape != x.shape[1:2]:
+                raise ValueError(f"{name} must be ({x.shape[1]},), got shape {tuple(p.shape)}")
+    if residual is not None:
+        check_floating("residual", residual, x.device)
+        if residual.shape != x.shape:
+            raise ValueError(f"residual shape {tuple(residual.shape)} does not match x shape {tuple(x.shape)}")
+    if x.shape[1:].numel() >= 2**31:  # offsets within a sample are 32-bit
+        raise ValueError(f"one sample of x must hold fewer than 2**31 elements, got shape {tuple(x.shape)}")
+
+
+def instance_norm_act(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    residual: torch.Tensor | None,
+    act: str,
+    eps: float,
+) -> torch.Tensor:
+    """residual + act(instance_norm(x) * weight + bias).
+
+    x: (N, C, H, W), NCHW or channels_last, fp32/fp16/bf16; weight, bias: (C,) or None;
+    residual: like x or None. Returns a tensor like x (dtype and memory format). A 1x1 plane
+    normalises to 0, as ATen's instance_norm gives.
+    """
+    _check_inputs(x, weight, bias, residual, act)
+    return _fwd(x, weight, bias, residual, act, eps)[0]
