@@ -43,14 +43,24 @@ class NormAct(nn.Module):
 
 
 class ConvNormAct(nn.Module):
-    """A convolution (or transposed convolution) followed by NormAct."""
+    """A convolution (or transposed convolution) followed by NormAct.
+
+    The PatchGAN's unit (conv 4x4, pad 1 -> instance norm -> LeakyReLU) is one op of its own
+    (ops.conv_norm_act) with backends that have it (impl 'cuda', or 'auto'); the others fuse the
+    norm and the activation only.
+    """
 
     def __init__(self, conv: nn.Module, norm: str, act: str, impl: str = "auto"):
         super().__init__()
         self.conv = conv
         self.norm_act = NormAct(conv.out_channels, norm, act, impl)
+        self.patchgan_block = (type(conv) is nn.Conv2d and norm == "instance" and act == "leaky_relu"
+                               and conv.kernel_size == (4, 4) and conv.padding == (1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        impl = self.norm_act.impl
+        if self.patchgan_block and ops.requested_impl(impl) in ("auto", "cuda"):
+            return ops.conv_norm_act(x, self.conv.weight, self.conv.bias, stride=self.conv.stride[0], impl=impl)
         return self.norm_act(self.conv(x))
 
 

@@ -28,10 +28,6 @@ def activation(x: torch.Tensor, act: str) -> torch.Tensor:
     raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
 def _instance_norm_act_ref(
     x: torch.Tensor,
     weight: torch.Tensor | None = None,
@@ -47,11 +43,10 @@ def _instance_norm_act_ref(
         x = x.float()
         residual = None if residual is None else residual.float()
     y = F.instance_norm(x, weight=weight, bias=bias, eps=eps)
-    if y.requires_grad and x.device.type == "cpu":
+    if y.requires_grad and x.device.type == "cpu" and x.shape[0] == 1:
         # PyTorch's CPU instance-norm backward gives wrong input gradients at N = 1 when the incoming
-        # gradient's layout differs from the input's (NCHW x, channels_last grad): hand it x's layout.
-        layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-        y.register_hook(lambda grad: grad.contiguous(memory_format=layout))
+        # gradient is channels_last (whatever x's layout); an NCHW gradient gives the right ones.
+        y.register_hook(lambda grad: grad.contiguous())
     y = activation(y, act)
     if residual is not None:
         y = residual + y

@@ -1,0 +1,126 @@
+"""The 'cuda' backend of gan_loss (C++ on CPU tensors, CUDA on GPU) against the reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyi2i.ops import _cuda_ext, gan_loss
+from pyi2i.ops.gan_loss import _gan_loss_ref
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+
+# The backend's error against an exact reference (the reference run on the inputs cast to fp64 for
+# fp32, to fp32 for fp16/bf16: upcast, without rounding the result back) may be at most ERROR_RATIO
+# times the error of the reference run in the input's own dtype, plus a floor of
+# atol + rtol * max|exact|.
+ERROR_RATIO = 2.0
+DTYPES = {  # dtype -> (exact dtype, atol, rtol)
+    torch.float32: (torch.float64, 1e-6, 1e-6),
+    torch.float16: (torch.float32, 1e-3, 1e-3),
+    torch.bfloat16: (torch.float32, 8e-3, 8e-3),
+}
+
+SHAPES = [
+    (1, 1, 30, 30),  # the 70x70 PatchGAN's map on 256x256 images
+    (4, 1, 31, 29),  # odd sizes: a tail after the vectors
+    (1, 1, 1, 1),
+    (2, 3, 64, 64),  # several blocks of partial sums
+    (8, 1, 256, 300),  # the maximum number of partial sums
+]
+LAYOUTS = ["contiguous", "channels_last", "strided"]
+MODES = ["lsgan", "vanilla"]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def _pred(shape, layout, dtype, device, scale=3.0):
+    pred = (torch.randn(shape, device=device) * scale).to(dtype)
+    if layout == "channels_last":
+        return pred.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":
+        return torch.cat([pred, pred], dim=-1)[..., ::2]
+    return pred
+
+
+def _loss_and_grad(fn, pred):
+    pred = pred.detach().clone().requires_grad_()
+    loss = fn(pred)
+    loss.backward()
+    return loss.detach(), pred.grad
+
+
+def _max_error(result, expected):
+    return (result.double() - expected.double()).abs().max().item()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("target_is_real", [True, False])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_matches_reference(dtype, shape, layout, mode, target_is_real, device):
+    pred = _pred(shape, layout, dtype, device)
+    exact_dtype, atol, rtol = DTYPES[dtype]
+    exact = _loss_and_grad(lambda p: _gan_loss_ref(p, target_is_real, mode), pred.to(exact_dtype))
+    reference = _loss_and_grad(lambda p: _gan_loss_ref(p, target_is_real, mode), pred)
+    got = _loss_and_grad(lambda p: gan_loss(p, target_is_real, mode, impl="cuda"), pred)
+    assert got[0].shape == () and got[0].dtype == dtype
+    assert got[1].stride() == pred.stride() or not pred.is_contiguous()
+    for name, g, r, e in zip(["loss", "grad"], got, reference, exact):
+        err, ref_err = _max_error(g, e), _max_error(r, e)
+        bound = ERROR_RATIO * ref_err + atol + rtol * e.abs().max().item()
+        assert err <= bound, f"{name}: error {err:.3g}, the reference's {ref_err:.3g}"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("target_is_real", [True, False])
+def test_vanilla_is_stable_for_large_logits(target_is_real, device):
+    pred = torch.tensor([[-200.0, -50.0, 0.0, 50.0, 200.0]], device=device)
+    got = _loss_and_grad(lambda p: gan_loss(p, target_is_real, "vanilla", impl="cuda"), pred)
+    expected = _loss_and_grad(lambda p: _gan_loss_ref(p, target_is_real, "vanilla"), pred.double())
+    for g, e in zip(got, expected):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g.double(), e, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("mode", MODES)
+def test_deterministic(mode, device):
+    pred = _pred((8, 1, 256, 300), "contiguous", torch.float32, device)
+    first = _loss_and_grad(lambda p: gan_loss(p, True, mode, impl="cuda"), pred)
+    second = _loss_and_grad(lambda p: gan_loss(p, True, mode, impl="cuda"), pred)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck(device):
+    pred = _pred((2, 1, 7, 9), "channels_last", torch.float32, device).requires_grad_()
+    torch.library.opcheck(_cuda_ext.ops().gan_loss_fwd.default, (pred, True, "vanilla"))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda ops, d: ops.gan_loss_fwd(torch.randn(4, device=d, dtype=torch.float64), True, "lsgan"), "pred must be float32"),
+        (lambda ops, d: ops.gan_loss_fwd(torch.randn(4, 4, device=d)[:, ::2], True, "lsgan"), "pred must be dense"),
+        (lambda ops, d: ops.gan_loss_fwd(torch.randn(4, device=d), True, "wgangp"), "mode must be 'lsgan' or 'vanilla'"),
+        (lambda ops, d: ops.gan_loss_bwd(torch.ones(2, device=d), torch.randn(4, device=d), True, "lsgan"), "grad must hold one element"),
+        (lambda ops, d: ops.gan_loss_bwd(torch.ones((), device=d).half(), torch.randn(4, device=d), True, "lsgan"), "grad must have pred's dtype"),
+    ],
+)
+def test_bad_arguments_are_named(call, message, device):
+    with pytest.raises(RuntimeError, match=message):
+        call(_cuda_ext.ops(), device)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_wrong_device_is_named():
+    with pytest.raises(RuntimeError, match="grad must be on pred's device"):
+        _cuda_ext.ops().gan_loss_bwd(torch.ones(()), torch.randn(4, device="cuda"), True, "lsgan")
