@@ -9,14 +9,11 @@ import torch
 from pyi2i.ops import _cuda_ext, conv_norm_act
 from pyi2i.ops.conv_norm_act import _conv_norm_act_ref
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+from parity import DEVICES, assert_error_within
 
-# The backend's error against an exact reference (the reference run on the inputs cast to fp64 for
-# fp32, to fp32 for fp16/bf16: upcast, without rounding the result back) may be at most ERROR_RATIO
-# times the error of the reference run in the input's own dtype, plus a floor of
-# atol + rtol * max|exact|.
-ERROR_RATIO = 2.0
-DTYPES = {  # dtype -> (exact dtype, atol, rtol)
+# dtype -> (exact dtype, atol, rtol) of assert_error_within: the reference run on the inputs cast
+# to the exact dtype is the truth, the reference in the input's own dtype sets the bound.
+DTYPES = {
     torch.float32: (torch.float64, 1e-5, 1e-6),
     torch.float16: (torch.float32, 2e-3, 1e-3),
     torch.bfloat16: (torch.float32, 1.6e-2, 8e-3),
@@ -52,10 +49,6 @@ def _run(fn, tensors, grad_out):
     return [out.detach()] + [None if t is None else t.grad for t in leaves]
 
 
-def _max_error(result, expected):
-    return (result.double() - expected.double()).abs().max().item()
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no_bias"])
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -73,11 +66,7 @@ def test_matches_reference_block(dtype, case, layout, with_bias, device):
     got = _run(lambda *t: conv_norm_act(*t, stride=stride, impl="cuda"), tensors, grad_out)
     assert got[0].shape == reference_out.shape and got[0].dtype == dtype
     for name, g, r, e in zip(["out", "x", "weight", "bias"], got, reference, exact):
-        assert (g is None) == (e is None), name
-        if g is not None:
-            err, ref_err = _max_error(g, e), _max_error(r, e)
-            bound = ERROR_RATIO * ref_err + atol + rtol * e.abs().max().item()
-            assert err <= bound, f"{name}: error {err:.3g}, the reference's {ref_err:.3g}"
+        assert_error_within(name, g, r, e, atol=atol, rtol=rtol)
 
 
 @pytest.mark.parametrize("device", DEVICES)

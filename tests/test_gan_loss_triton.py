@@ -3,6 +3,9 @@
 import pytest
 import torch
 
+from parity import assert_error_within, in_layout
+from parity import interpret_triton_on_cpu  # noqa: F401  autouse: Triton's CPU interpreter without a GPU
+
 pytest.importorskip("triton", reason="the Triton backend needs the triton package (pip install triton)")
 
 from pyi2i import ops  # noqa: E402
@@ -12,8 +15,8 @@ from pyi2i.ops.gan_loss import _gan_loss_ref  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-# Slack on top of twice the error the reference itself makes in the dtype, as a fraction of the
-# largest reference value: low-precision results must be about as good as PyTorch's own.
+# The slack of assert_error_within, on top of twice the reference's own error in the dtype: a
+# fraction of the largest fp32 reference value, or of 1 when that is smaller.
 TOLERANCES = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 SHAPES = [  # shape, layout
@@ -23,17 +26,9 @@ SHAPES = [  # shape, layout
 ]
 
 
-@pytest.fixture(autouse=True)
-def _interpret_on_cpu(monkeypatch):
-    # Set per test, not for the process: under TRITON_INTERPRET=1 impl='auto' picks Triton on CPU
-    # in every other test too. Triton reads it when the kernels are first defined, at first launch.
-    if DEVICE == "cpu":
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
 def _logits(shape, layout, dtype, scale=3.0):
     pred = (torch.randn(shape, device=DEVICE) * scale).to(dtype)
-    return pred.transpose(2, 3).contiguous().transpose(2, 3) if layout == "non_contiguous" else pred
+    return in_layout(pred, layout)
 
 
 def _loss_and_grad(fn, pred, target_is_real, mode, grad_out):
@@ -47,14 +42,6 @@ def _reference(upcast):
     return lambda pred, target_is_real, mode: _gan_loss_ref(pred, target_is_real, mode, upcast=upcast)
 
 
-def _assert_close_to_fp32(got, ref_low, ref32, dtype):
-    for name, ref in ref32.items():
-        err = (got[name].float() - ref).abs().max().item()
-        ref_err = (ref_low[name].float() - ref).abs().max().item()
-        slack = TOLERANCES[dtype] * max(1.0, ref.abs().max().item())
-        assert err <= 2 * ref_err + slack, f"{name}: error {err:.3g}, the reference's own {ref_err:.3g} ({dtype})"
-
-
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
 @pytest.mark.parametrize("target_is_real", [True, False])
 @pytest.mark.parametrize("mode", triton_impl.MODES)
@@ -66,7 +53,8 @@ def test_matches_reference(shape, layout, mode, target_is_real, dtype):
     ref_low = _loss_and_grad(_reference(upcast=False), pred, target_is_real, mode, grad_out)
     ref32 = _loss_and_grad(_reference(upcast=True), pred.float(), target_is_real, mode, grad_out)
     assert got["loss"].shape == () and got["loss"].dtype == dtype
-    _assert_close_to_fp32(got, ref_low, ref32, dtype)
+    for name, exact in ref32.items():
+        assert_error_within(name, got[name], ref_low[name], exact, rtol=TOLERANCES[dtype], min_scale=1.0)
 
 
 @pytest.mark.parametrize("target_is_real", [True, False])

@@ -9,14 +9,11 @@ import torch.nn.functional as F
 from pyi2i.ops import _cuda_ext, instance_norm_act
 from pyi2i.ops.norm_act import ACTIVATIONS, _instance_norm_act_ref, activation
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+from parity import DEVICES, assert_error_within, requires_cuda
 
-# The backend's error against an exact reference (the reference run on the inputs cast to fp64 for
-# fp32, to fp32 for fp16/bf16: upcast, without rounding the result back) may be at most ERROR_RATIO
-# times the error of the reference run in the input's own dtype, plus a floor of
-# atol + rtol * max|exact| for values the reference happens to get (nearly) exact.
-ERROR_RATIO = 2.0
-DTYPES = {  # dtype -> (exact dtype, atol, rtol)
+# dtype -> (exact dtype, atol, rtol) of assert_error_within: the reference run on the inputs cast
+# to the exact dtype is the truth, the reference in the input's own dtype sets the bound.
+DTYPES = {
     torch.float32: (torch.float64, 1e-5, 1e-6),
     torch.float16: (torch.float32, 1e-3, 0.0),
     torch.bfloat16: (torch.float32, 8e-3, 0.0),
@@ -89,10 +86,6 @@ def _cuda_impl(x, weight, bias, residual, act):
     return instance_norm_act(x, weight, bias, residual=residual, act=act, eps=EPS, impl="cuda")
 
 
-def _max_error(result, expected):
-    return (result.double() - expected.double()).abs().max().item()
-
-
 def _check_against_reference(shape, layout, variant, act, dtype, device):
     tensors = _inputs(shape, layout, variant, dtype, device)
     grad_out = _layout(torch.randn(shape, device=device).to(dtype), layout)
@@ -103,11 +96,7 @@ def _check_against_reference(shape, layout, variant, act, dtype, device):
     assert got[0].dtype == dtype
     assert got[0].is_contiguous(memory_format=_cuda_ext.memory_format(tensors[0]))
     for name, g, r, e in zip(["out", "x", "weight", "bias", "residual"], got, reference, exact):
-        assert (g is None) == (e is None), name
-        if g is not None:
-            err, ref_err = _max_error(g, e), _max_error(r, e)
-            bound = ERROR_RATIO * ref_err + atol + rtol * e.abs().max().item()
-            assert err <= bound, f"{name}: error {err:.3g}, the reference's {ref_err:.3g}"
+        assert_error_within(name, g, r, e, atol=atol, rtol=rtol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -211,7 +200,7 @@ def test_bad_arguments_are_named(override, message, device):
         _bad_call(device, **override(device))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@requires_cuda
 def test_wrong_device_is_named():
     with pytest.raises(RuntimeError, match="weight must be on x's device"):
         _bad_call("cuda", weight=torch.randn(4))

@@ -4,6 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from parity import assert_error_within, in_layout
+from parity import interpret_triton_on_cpu  # noqa: F401  autouse: Triton's CPU interpreter without a GPU
+
 pytest.importorskip("triton", reason="the Triton backend needs the triton package (pip install triton)")
 
 from pyi2i import ops  # noqa: E402
@@ -14,8 +17,8 @@ from pyi2i.ops.norm_act import _instance_norm_act_ref  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 EPS = 1e-5
 
-# Slack on top of twice the error the reference itself makes in the dtype, as a fraction of the
-# largest reference value: low-precision results must be about as good as PyTorch's own.
+# The slack of assert_error_within, on top of twice the reference's own error in the dtype: a
+# fraction of the largest fp32 reference value, or of 1 when that is smaller.
 TOLERANCES = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 # Launch heuristics that send the tiny shapes below down each path of the kernels: a row in one
@@ -38,14 +41,6 @@ CASES = [  # shape, layout, act, affine, residual, path
 ]
 
 
-@pytest.fixture(autouse=True)
-def _interpret_on_cpu(monkeypatch):
-    # Set per test, not for the process: under TRITON_INTERPRET=1 impl='auto' picks Triton on CPU
-    # in every other test too. Triton reads it when the kernels are first defined, at first launch.
-    if DEVICE == "cpu":
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
 def _use_path(monkeypatch, path, x):
     for name, value in PATHS[path].items():
         monkeypatch.setattr(triton_impl, name, value)
@@ -54,22 +49,14 @@ def _use_path(monkeypatch, path, x):
     assert taken == path, f"the heuristics chose the {taken} path for a {path} case"
 
 
-def _in_layout(t, layout):
-    if layout == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last)
-    if layout == "non_contiguous":  # H and W swapped in memory: neither NCHW nor NHWC
-        return t.transpose(2, 3).contiguous().transpose(2, 3)
-    return t
-
-
 def _inputs(shape, layout, affine, residual, dtype):
     C = shape[1]
     x = torch.randn(shape, device=DEVICE) * 2 + 0.5  # a mean away from 0 tests the statistics
     return dict(
-        x=_in_layout(x.to(dtype), layout),
+        x=in_layout(x.to(dtype), layout),
         weight=(1 + 0.5 * torch.randn(C, device=DEVICE)).to(dtype) if affine else None,
         bias=(0.5 * torch.randn(C, device=DEVICE)).to(dtype) if affine else None,
-        residual=_in_layout(torch.randn(shape, device=DEVICE).to(dtype), layout) if residual else None,
+        residual=in_layout(torch.randn(shape, device=DEVICE).to(dtype), layout) if residual else None,
     )
 
 
@@ -82,14 +69,6 @@ def _forward_backward(fn, inputs, act, dy):
 
 def _reference(upcast):
     return lambda x, w, b, r, act, eps: _instance_norm_act_ref(x, w, b, r, act, eps, upcast=upcast)
-
-
-def _assert_close_to_fp32(got, ref_low, ref32, dtype):
-    for name, ref in ref32.items():
-        err = (got[name].float() - ref).abs().max().item()
-        ref_err = (ref_low[name].float() - ref).abs().max().item()
-        slack = TOLERANCES[dtype] * max(1.0, ref.abs().max().item())
-        assert err <= 2 * ref_err + slack, f"{name}: error {err:.3g}, the reference's own {ref_err:.3g} ({dtype})"
 
 
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
@@ -107,7 +86,8 @@ def test_matches_reference(monkeypatch, shape, layout, act, affine, residual, pa
     assert got["out"].dtype == dtype
     if layout == "channels_last":
         assert got["out"].is_contiguous(memory_format=torch.channels_last)
-    _assert_close_to_fp32(got, ref_low, ref32, dtype)
+    for name, exact in ref32.items():
+        assert_error_within(name, got[name], ref_low[name], exact, rtol=TOLERANCES[dtype], min_scale=1.0)
 
 
 def test_one_by_one_plane_normalises_to_zero():

@@ -8,14 +8,11 @@ import torch
 from pyi2i.ops import _cuda_ext, l1_loss
 from pyi2i.ops.l1_loss import _l1_loss_ref
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+from parity import DEVICES, assert_error_within, requires_cuda
 
-# The backend's error against an exact reference (the reference run on the inputs cast to fp64 for
-# fp32, to fp32 for fp16/bf16: upcast, without rounding the result back) may be at most ERROR_RATIO
-# times the error of the reference run in the input's own dtype, plus a floor of
-# atol + rtol * max|exact|.
-ERROR_RATIO = 2.0
-DTYPES = {  # dtype -> (exact dtype, atol, rtol)
+# dtype -> (exact dtype, atol, rtol) of assert_error_within: the reference run on the inputs cast
+# to the exact dtype is the truth, the reference in the input's own dtype sets the bound.
+DTYPES = {
     torch.float32: (torch.float64, 1e-6, 1e-6),
     torch.float16: (torch.float32, 1e-3, 1e-3),
     torch.bfloat16: (torch.float32, 8e-3, 8e-3),
@@ -57,10 +54,6 @@ def _loss_and_grads(fn, x, y):
     return loss.detach(), x.grad, y.grad
 
 
-def _max_error(result, expected):
-    return (result.double() - expected.double()).abs().max().item()
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layouts", LAYOUTS, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -74,9 +67,7 @@ def test_matches_reference(dtype, shape, layouts, device):
     got = _loss_and_grads(lambda a, b: l1_loss(a, b, impl="cuda"), x, y)
     assert got[0].shape == () and got[0].dtype == dtype
     for name, g, r, e in zip(["loss", "x", "y"], got, reference, exact):
-        err, ref_err = _max_error(g, e), _max_error(r, e)
-        bound = ERROR_RATIO * ref_err + atol + rtol * e.abs().max().item()
-        assert err <= bound, f"{name}: error {err:.3g}, the reference's {ref_err:.3g}"
+        assert_error_within(name, g, r, e, atol=atol, rtol=rtol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -111,7 +102,7 @@ def test_bad_arguments_are_named(call, message, device):
         call(_cuda_ext.ops(), device)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@requires_cuda
 def test_wrong_device_is_named():
     with pytest.raises(RuntimeError, match="y must be on x's device"):
         _cuda_ext.ops().l1_loss_fwd(torch.randn(4, device="cuda"), torch.randn(4))

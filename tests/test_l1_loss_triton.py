@@ -3,6 +3,9 @@
 import pytest
 import torch
 
+from parity import assert_error_within, in_layout
+from parity import interpret_triton_on_cpu  # noqa: F401  autouse: Triton's CPU interpreter without a GPU
+
 pytest.importorskip("triton", reason="the Triton backend needs the triton package (pip install triton)")
 
 from pyi2i import ops  # noqa: E402
@@ -12,8 +15,8 @@ from pyi2i.ops.l1_loss import _l1_loss_ref  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
-# Slack on top of twice the error the reference itself makes in the dtype, as a fraction of the
-# largest reference value: low-precision results must be about as good as PyTorch's own.
+# The slack of assert_error_within, on top of twice the reference's own error in the dtype: a
+# fraction of the largest fp32 reference value, or of 1 when that is smaller.
 TOLERANCES = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 SHAPES = [  # shape, layout of x, layout of y
@@ -22,22 +25,6 @@ SHAPES = [  # shape, layout of x, layout of y
     ((2, 3, 9, 8), "channels_last", "nchw"),  # y is copied into x's order
     ((2, 3, 33, 31), "non_contiguous", "nchw"),  # 6138 elements: more than one program
 ]
-
-
-@pytest.fixture(autouse=True)
-def _interpret_on_cpu(monkeypatch):
-    # Set per test, not for the process: under TRITON_INTERPRET=1 impl='auto' picks Triton on CPU
-    # in every other test too. Triton reads it when the kernels are first defined, at first launch.
-    if DEVICE == "cpu":
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
-def _in_layout(t, layout):
-    if layout == "channels_last":
-        return t.contiguous(memory_format=torch.channels_last)
-    if layout == "non_contiguous":  # H and W swapped in memory: neither NCHW nor NHWC
-        return t.transpose(2, 3).contiguous().transpose(2, 3)
-    return t
 
 
 def _loss_and_grads(fn, x, y, grad_out):
@@ -51,26 +38,19 @@ def _reference(upcast):
     return lambda x, y: _l1_loss_ref(x, y, upcast=upcast)
 
 
-def _assert_close_to_fp32(got, ref_low, ref32, dtype):
-    for name, ref in ref32.items():
-        err = (got[name].float() - ref).abs().max().item()
-        ref_err = (ref_low[name].float() - ref).abs().max().item()
-        slack = TOLERANCES[dtype] * max(1.0, ref.abs().max().item())
-        assert err <= 2 * ref_err + slack, f"{name}: error {err:.3g}, the reference's own {ref_err:.3g} ({dtype})"
-
-
 @pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
 @pytest.mark.parametrize("shape,x_layout,y_layout", SHAPES, ids=str)
 def test_matches_reference(shape, x_layout, y_layout, dtype):
     x, y = torch.randn(shape, device=DEVICE).to(dtype), torch.randn(shape, device=DEVICE).to(dtype)
     y[:, :, 0] = x[:, :, 0]  # equal elements: the gradient's sign is 0 there
-    x, y = _in_layout(x, x_layout), _in_layout(y, y_layout)
+    x, y = in_layout(x, x_layout), in_layout(y, y_layout)
     grad_out = torch.randn((), device=DEVICE)
     got = _loss_and_grads(triton_impl.l1_loss, x, y, grad_out)
     ref_low = _loss_and_grads(_reference(upcast=False), x, y, grad_out)
     ref32 = _loss_and_grads(_reference(upcast=True), x.float(), y.float(), grad_out)
     assert got["loss"].shape == () and got["loss"].dtype == dtype
-    _assert_close_to_fp32(got, ref_low, ref32, dtype)
+    for name, exact in ref32.items():
+        assert_error_within(name, got[name], ref_low[name], exact, rtol=TOLERANCES[dtype], min_scale=1.0)
 
 
 def test_gradient_of_one_input_only():

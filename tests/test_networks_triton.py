@@ -4,6 +4,9 @@ gradient of every parameter and of the input."""
 import pytest
 import torch
 
+from parity import assert_error_within
+from parity import interpret_triton_on_cpu  # noqa: F401  autouse: Triton's CPU interpreter without a GPU
+
 pytest.importorskip("triton", reason="the Triton backend needs the triton package (pip install triton)")
 
 from pyi2i.models import define_D, define_G  # noqa: E402
@@ -14,14 +17,6 @@ NETWORKS = {  # name: (build(impl), input side); the PatchGAN needs 32 pixels to
     "resnet_6blocks": (lambda impl: define_G("resnet_6blocks", 3, 3, ngf=8, norm="instance", impl=impl), 16),
     "basic_D": (lambda impl: define_D("basic", 3, ndf=8, norm="instance", impl=impl), 32),
 }
-
-
-@pytest.fixture(autouse=True)
-def _interpret_on_cpu(monkeypatch):
-    # Set per test, not for the process: under TRITON_INTERPRET=1 impl='auto' picks Triton on CPU
-    # in every other test too. Triton reads it when the kernels are first defined, at first launch.
-    if DEVICE == "cpu":
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
 def _output_and_grads(net, x, out, dy):
@@ -56,6 +51,4 @@ def test_triton_network_matches_reference(monkeypatch, network, layout):
     # a gradient of 0 in exact arithmetic, so theirs is rounding noise of that size in both.
     slack = 1e-6 * max(truth.abs().max().item() for truth in results["ref64"].values())
     for name, truth in results["ref64"].items():
-        err = (results["ours"][name].double() - truth).abs().max().item()
-        ref_err = (results["ref"][name].double() - truth).abs().max().item()
-        assert err <= 2 * ref_err + slack, f"{name}: error {err:.3g}, the reference's own {ref_err:.3g}"
+        assert_error_within(name, results["ours"][name], results["ref"][name], truth, atol=slack)
