@@ -61,27 +61,56 @@ def check_resumable(state: dict, config: dict, path: Path) -> None:
                 f"resume with the same value (or start a new run with another --name)")
 
 
-def training_state(method, schedulers: dict, config: dict, *, epoch: int, epoch_iter: int, step: int) -> dict:
-    """Everything needed to continue training exactly where it stopped."""
+def rng_state(device: torch.device) -> dict:
     rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and method.device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(method.device)
-    return {
+    if torch.cuda.is_available() and device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def set_rng_state(rng: dict, device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def training_state(method, schedulers: dict, config: dict, *, epoch: int, epoch_iter: int, step: int,
+                   other_ranks: dict | None = None) -> dict:
+    """Everything needed to continue training exactly where it stopped. In a distributed run the
+    state is rank 0's, and `other_ranks` holds each other rank's rank_state."""
+    state = {
         "format": FORMAT, "version": VERSION, "config": config,
         "epoch": epoch, "epoch_iter": epoch_iter, "step": step,
         "method": method.state_dict(),
         "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
-        "rng": rng,
+        "rng": rng_state(method.device),
     }
+    if other_ranks:
+        state["ranks"] = other_ranks
+    return state
 
 
-def restore(state: dict, method, schedulers: dict) -> None:
+def rank_state(method) -> dict:
+    """What differs between the ranks of a distributed run: random streams and image pools."""
+    return {"rng": rng_state(method.device), "pools": {k: p.state_dict() for k, p in method.pools().items()}}
+
+
+def restore(state: dict, method, schedulers: dict, rank: int = 0) -> bool:
+    """Loads `state` into the method and schedulers; False when it holds no state of its own for
+    `rank` (a run resumed on more processes than it was saved from)."""
     method.load_state_dict(state["method"])
     for k, s in schedulers.items():
         s.load_state_dict(state["schedulers"][k])
-    torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and method.device.type == "cuda":
-        torch.cuda.set_rng_state(state["rng"]["cuda"], method.device)
+    if rank == 0:
+        set_rng_state(state["rng"], method.device)
+        return True
+    own = state.get("ranks", {}).get(rank)
+    if own is None:
+        return False
+    set_rng_state(own["rng"], method.device)
+    for k, pool in method.pools().items():
+        pool.load_state_dict(own["pools"][k], method.device)
+    return True
 
 
 def export_original(method, run_dir: Path, label: str) -> list[Path]:

@@ -28,12 +28,13 @@ ARCH_DEFAULTS = {
 # CPU run to minutes. Each applies only where the user did not give the option.
 DEMO_DEFAULTS = {
     "cyclegan": dict(load_size=72, crop_size=64, ngf=32, ndf=32, netG="resnet_6blocks", n_epochs=3, n_epochs_decay=2,
-                     print_freq=20),
+                     print_freq=20, eval_freq=1),
     "pix2pix": dict(load_size=142, crop_size=128, ngf=32, ndf=32, netG="unet_128", n_epochs=3, n_epochs_decay=2,
-                    print_freq=20),
+                    print_freq=20, eval_freq=1),
 }
 # Defaults of options that the tables above may set; they apply last.
-COMMON_DEFAULTS = dict(load_size=286, crop_size=256, ngf=64, ndf=64, n_epochs=100, n_epochs_decay=100, print_freq=100)
+COMMON_DEFAULTS = dict(load_size=286, crop_size=256, ngf=64, ndf=64, n_epochs=100, n_epochs_decay=100, print_freq=100,
+                       eval_freq=5)
 
 
 def positive_int(text: str) -> int:
@@ -110,6 +111,17 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", metavar="DIR", help="write a torch.profiler trace of a few steps to DIR and stop")
 
 
+def add_evaluation_options(p: argparse.ArgumentParser) -> None:
+    """Image-quality metrics, shared by training (--eval_freq) and python -m pyi2i.evaluate."""
+    g = p.add_argument_group("metrics")
+    g.add_argument("--inception_weights", metavar="FILE",
+                   help="Inception-v3 weights for FID/KID (default: torch-fidelity's file in the torch hub cache, "
+                        "downloaded there on first use)")
+    g.add_argument("--feature_extractor", metavar="MODULE:CALLABLE",
+                   help="a feature network to use instead of Inception-v3 (FIDs then compare only with each other)")
+    g.add_argument("--no_lpips", action="store_true", help="do not compute LPIPS")
+
+
 def training_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pyi2i.train", description="Train pix2pix or CycleGAN.")
     p.add_argument("--arch", "--model", dest="arch", choices=ARCHS, default="cyclegan", help="method to train")
@@ -141,6 +153,13 @@ def training_parser() -> argparse.ArgumentParser:
     g.add_argument("--save_latest_freq", type=positive_int, default=5000, help="iterations between latest saves")
     g.add_argument("--save_epoch_freq", type=positive_int, default=5, help="epochs between numbered checkpoints")
     g.add_argument("--no_progress", action="store_true", help="no progress bar (logs only)")
+    g = p.add_argument_group("evaluation and reports")
+    g.add_argument("--eval_freq", type=non_negative_int, default=None,
+                   help="epochs between evaluations on the test split, and after the last epoch; 0: never (default 5)")
+    g.add_argument("--tensorboard", action="store_true", default=None,
+                   help="write TensorBoard event files to the run folder (default: on when TensorBoard is installed)")
+    g.add_argument("--no_tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard event files")
+    add_evaluation_options(p)
     return p
 
 

@@ -1,13 +1,17 @@
-"""What a run leaves for people to read: the loss log (CSV) and per-epoch sample grids (PNG)."""
+"""What a run leaves for people to read: the loss log (CSV), per-epoch sample grids (PNG) and
+TensorBoard event files. The HTML report built from them is pyi2i.run_report."""
 
 from __future__ import annotations
 
 import csv
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+log = logging.getLogger("pyi2i")
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -24,8 +28,8 @@ def save_image(image: torch.Tensor, path: str | Path) -> None:
     Image.fromarray(to_uint8(image[None])[0]).save(path)
 
 
-def save_grid(visuals: dict[str, torch.Tensor | None], path: str | Path, max_rows: int = 4, pad: int = 2) -> None:
-    """A grid with one column per visual (in the given order) and one row per sample."""
+def image_grid(visuals: dict[str, torch.Tensor | None], max_rows: int = 4, pad: int = 2) -> np.ndarray:
+    """(H, W, 3) uint8: one column per visual (in the given order), one row per sample."""
     columns = [to_uint8(v[:max_rows]) for v in visuals.values() if v is not None]
     rows, h, w = columns[0].shape[:3]
     grid = np.full((rows * (h + pad) + pad, len(columns) * (w + pad) + pad, 3), 255, np.uint8)
@@ -33,20 +37,43 @@ def save_grid(visuals: dict[str, torch.Tensor | None], path: str | Path, max_row
         for i, image in enumerate(images):
             y, x = pad + i * (h + pad), pad + j * (w + pad)
             grid[y:y + h, x:x + w] = image
+    return grid
+
+
+def save_grid(visuals: dict[str, torch.Tensor | None], path: str | Path) -> np.ndarray:
+    """The image_grid of `visuals` as a PNG; returns the grid."""
+    grid = image_grid(visuals)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(path)
+    return grid
 
 
 class CsvLog:
-    """Appends rows to a CSV file, writing the header when the file is new (resumed runs append)."""
+    """Appends rows to a CSV file, writing the header when the file is new (resumed runs append).
+
+    A file written with other columns (by an earlier version) is rewritten once with the columns of
+    both, so that appended rows stay under their headers."""
 
     def __init__(self, path: str | Path, fields: list[str]):
         self.path = Path(path)
         self.fields = fields
         if not self.path.exists() or self.path.stat().st_size == 0:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("w", newline="") as f:
-                csv.writer(f).writerow(fields)
+            self._rewrite([])
+            return
+        with self.path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != fields:
+            self.fields = header + [k for k in fields if k not in header]
+            self._rewrite(read_csv(self.path))
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.fields)
+            writer.writerows([row.get(k, "") for k in self.fields] for row in rows)
+        tmp.replace(self.path)
 
     def write(self, row: dict) -> None:
         with self.path.open("a", newline="") as f:
@@ -60,3 +87,42 @@ def _fmt(value) -> str:
 def read_csv(path: str | Path) -> list[dict]:
     with Path(path).open(newline="") as f:
         return list(csv.DictReader(f))
+
+
+class TensorBoardLog:
+    """Scalars and images as TensorBoard event files in `folder`; does nothing when switched off.
+
+    `enabled` None means: on if TensorBoard is installed. `purge_step` (a resumed run's step) makes
+    TensorBoard drop what an interrupted earlier session logged from that step on, so curves do
+    not fold back on themselves."""
+
+    def __init__(self, folder: str | Path, enabled: bool | None = None, purge_step: int | None = None):
+        self.writer = None
+        if enabled is False:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            if enabled:
+                raise ValueError(f"--tensorboard: TensorBoard is not installed ({e}); pip install tensorboard") from e
+            log.info("TensorBoard is not installed, so no event files are written (pip install tensorboard)")
+            return
+        self.writer = SummaryWriter(str(folder), purge_step=purge_step)
+
+    def scalars(self, group: str, values: dict[str, float], step: int) -> None:
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(f"{group}/{name}", value, step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """image: (H, W, 3) uint8."""
+        if self.writer is not None:
+            self.writer.add_image(tag, image, step, dataformats="HWC")
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -24,10 +24,8 @@ def demo_root(tmp_path_factory):
     return root
 
 
-def training_options(dataroot, arch: str = "cyclegan", **overrides) -> argparse.Namespace:
-    """Parsed training options for a tiny, fast run on `dataroot`."""
-    from pyi2i.options import parse_training
-
+def training_argv(dataroot, arch: str = "cyclegan", **overrides) -> list[str]:
+    """Command-line options for a tiny, fast run on `dataroot`."""
     small = dict(load_size=36, crop_size=32, ngf=4, ndf=4, netG="resnet_6blocks",
                  num_threads=0, n_epochs=1, n_epochs_decay=1, print_freq=2, no_progress=True, name="run")
     if arch == "pix2pix":
@@ -39,7 +37,14 @@ def training_options(dataroot, arch: str = "cyclegan", **overrides) -> argparse.
             argv.append(f"--{key}")
         elif value is not False and value is not None:
             argv += [f"--{key}", str(value)]
-    return parse_training(argv)
+    return argv
+
+
+def training_options(dataroot, arch: str = "cyclegan", **overrides) -> argparse.Namespace:
+    """Parsed training options for a tiny, fast run on `dataroot`."""
+    from pyi2i.options import parse_training
+
+    return parse_training(training_argv(dataroot, arch, **overrides))
 
 
 def data_opt(dataroot, **overrides) -> argparse.Namespace:
@@ -48,3 +53,15 @@ def data_opt(dataroot, **overrides) -> argparse.Namespace:
                preprocess="resize_and_crop", load_size=20, crop_size=16, no_flip=False, input_nc=3,
                output_nc=3, max_dataset_size=float("inf"), serial_batches=False, skip_bad_images=False, seed=0)
     return argparse.Namespace(**{**opt, **overrides})
+
+
+@pytest.fixture(scope="session")
+def trained_run(demo_root, tmp_path_factory):
+    """A finished two-epoch CycleGAN run on the demo data, evaluated after each epoch with the small
+    stand-in feature network: the run folder."""
+    from pyi2i.engine.trainer import train
+
+    checkpoints_dir = tmp_path_factory.mktemp("runs")
+    train(training_options(demo_root / "unpaired", checkpoints_dir=checkpoints_dir, eval_freq=1,
+                           feature_extractor="stand_in_features:tiny_features"))
+    return checkpoints_dir / "run"

@@ -1,4 +1,6 @@
-"""A held-out measure of translation quality: mean L1 between G(A) and the true B on the test split.
+"""Translation quality on the test split: the held-out L1 between G(A) and the true B, and the
+image metrics of pyi2i.metrics (FID/KID against the real test images of domain B; PSNR, SSIM and
+LPIPS against the true targets).
 
 Paired (aligned) data has the true B beside each test A. Unpaired data has none in general; the
 built-in demo data keeps it hidden in testA_target/ (testB_target/ for BtoA), which is how one can
@@ -10,11 +12,13 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pyi2i.data import create_dataset
+from pyi2i.metrics import ImageMetrics, as_uint8
 
 
 class _Zipped(Dataset):
@@ -30,14 +34,37 @@ class _Zipped(Dataset):
         return {"A": self.inputs[index]["A"], "B": self.targets[index]["A"]}
 
 
+class _Targets(Dataset):
+    """The true B images of a paired dataset, as a dataset of single images."""
+
+    def __init__(self, pairs: Dataset):
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"A": self.pairs[index]["B"]}
+
+
+def _eval_opt(opt: argparse.Namespace) -> argparse.Namespace:
+    """Deterministic evaluation: resize straight to the training crop size, no flips."""
+    eval_opt = copy.copy(opt)
+    eval_opt.preprocess, eval_opt.load_size, eval_opt.no_flip = "resize_and_crop", opt.crop_size, True
+    eval_opt.phase, eval_opt.skip_bad_images = "test", False
+    return eval_opt
+
+
+def _single(eval_opt: argparse.Namespace, folder: str, channels: int) -> Dataset:
+    return create_dataset(argparse.Namespace(**{**vars(eval_opt), "dataroot": folder, "dataset_mode": "single",
+                                                "direction": "AtoB", "input_nc": channels}))
+
+
 def heldout_dataset(opt: argparse.Namespace) -> Dataset | None:
     """Test pairs for `opt`'s data, or None when the dataset has no known targets."""
     if opt.dataroot is None:
         return None
-    # Deterministic evaluation: resize straight to the training crop size, no flips.
-    eval_opt = copy.copy(opt)
-    eval_opt.preprocess, eval_opt.load_size, eval_opt.no_flip = "resize_and_crop", opt.crop_size, True
-    eval_opt.phase, eval_opt.skip_bad_images = "test", False
+    eval_opt = _eval_opt(opt)
     if opt.dataset_mode == "aligned":
         if not os.path.isdir(os.path.join(opt.dataroot, "test")):
             return None
@@ -46,28 +73,70 @@ def heldout_dataset(opt: argparse.Namespace) -> Dataset | None:
     inputs_dir, targets_dir = (os.path.join(opt.dataroot, d) for d in (source, source + "_target"))
     if not (os.path.isdir(inputs_dir) and os.path.isdir(targets_dir)):
         return None
-    eval_opt.dataset_mode, eval_opt.direction = "single", "AtoB"
-    inputs = create_dataset(argparse.Namespace(**{**vars(eval_opt), "dataroot": inputs_dir}))
-    targets = create_dataset(argparse.Namespace(**{**vars(eval_opt), "dataroot": targets_dir,
-                                                   "input_nc": opt.output_nc}))
+    inputs = _single(eval_opt, inputs_dir, opt.input_nc)
+    targets = _single(eval_opt, targets_dir, opt.output_nc)
     names = [[os.path.basename(p) for p in d.paths] for d in (inputs, targets)]
     if names[0] != names[1]:
         raise ValueError(f"{targets_dir} must hold one target per image of {inputs_dir}, with the same file names")
     return _Zipped(inputs, targets)
 
 
+@dataclass
+class EvalSplit:
+    """What the generator is evaluated on: its test inputs (with their true targets when `paired`),
+    and real images of the output domain for FID/KID."""
+
+    inputs: Dataset  # items {"A": input} or, when paired, {"A": input, "B": true target}
+    paired: bool
+    reals: Dataset | None  # items {"A": real image of domain B}
+
+
+def eval_split(opt: argparse.Namespace) -> EvalSplit | None:
+    """The test split of `opt`'s data, or None when it has none (no test/ or testA/ folder)."""
+    pairs = heldout_dataset(opt)
+    if opt.dataset_mode == "aligned":
+        return None if pairs is None else EvalSplit(pairs, True, _Targets(pairs))
+    eval_opt = _eval_opt(opt)
+    source, target = ("testB", "testA") if opt.direction == "BtoA" else ("testA", "testB")
+    source, target = (os.path.join(opt.dataroot, d) for d in (source, target))
+    reals = _single(eval_opt, target, opt.output_nc) if os.path.isdir(target) else None
+    if pairs is not None:
+        return EvalSplit(pairs, True, reals)
+    if not os.path.isdir(source):
+        return None
+    return EvalSplit(_single(eval_opt, source, opt.input_nc), False, reals)
+
+
 @torch.no_grad()
-def heldout_l1(G: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 1) -> float:
-    """Mean |G(A) - B| over the dataset, in the [-1, 1] image scale. G runs in eval mode, so batch
-    norm's running statistics are used and left unchanged."""
+def evaluate(G: torch.nn.Module, split: EvalSplit, device: torch.device, batch_size: int = 1,
+             metrics: ImageMetrics | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """The held-out L1 (mean |G(A) - B| in the [-1, 1] scale, with paired data) and, given
+    `metrics`, its image metrics; returns (values, reasons for metrics that were skipped).
+
+    G runs in eval mode, so batch norm's running statistics are used and left unchanged."""
+    if metrics is not None and not metrics.has_reals and split.reals is not None:
+        for batch in DataLoader(split.reals, batch_size=batch_size, shuffle=False):
+            metrics.add_reals(as_uint8(batch["A"]))
     was_training = G.training
     G.eval()
     total, count = 0.0, 0
     try:
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        for batch in DataLoader(split.inputs, batch_size=batch_size, shuffle=False):
             fake = G(batch["A"].to(device)).float()
-            total += (fake - batch["B"].to(device)).abs().sum().item()
-            count += fake.numel()
+            if split.paired:
+                total += (fake - batch["B"].to(device)).abs().sum().item()
+                count += fake.numel()
+            if metrics is not None:
+                metrics.add_fakes(as_uint8(fake), as_uint8(batch["B"]) if split.paired else None)
     finally:
         G.train(was_training)
-    return total / count
+    values, skipped = {}, {}
+    if split.paired:
+        values["heldout_l1"] = total / count
+    if metrics is not None:
+        more, skipped = metrics.compute()
+        values.update(more)
+        metrics.reset()
+        if split.reals is None:
+            skipped["fid"] = skipped["kid"] = "the test split has no real images of the output domain"
+    return values, skipped

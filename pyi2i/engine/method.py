@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from pyi2i import ops
+from pyi2i.engine import distributed
 from pyi2i.models import define_D, define_G
 
 
@@ -61,10 +62,15 @@ class Method:
                                 capturable=self.opt.cuda_graphs)
 
     def finish_setup(self) -> None:
-        """Memory format and the callables the step uses (compiled with --compile)."""
+        """Memory format and the callables the step uses: under torchrun DDP wrappers that average
+        the gradients over the ranks, compiled with --compile."""
         for net in self.nets.values():
             net.to(memory_format=self.memory_format)
-        self.run = {k: torch.compile(net) if self.opt.compile else net for k, net in self.nets.items()}
+        run = dict(self.nets.items())
+        if distributed.current().distributed:
+            sync_batchnorm = self.opt.norm == "syncbatch"
+            run = {k: distributed.data_parallel(net, self.device, sync_batchnorm) for k, net in run.items()}
+        self.run = {k: torch.compile(net) if self.opt.compile else net for k, net in run.items()}
 
     @property
     def translator(self) -> nn.Module:

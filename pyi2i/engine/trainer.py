@@ -15,12 +15,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pyi2i import checkpoints, reports
+from pyi2i import checkpoints
 from pyi2i.data import create_dataset, create_loader
+from pyi2i.engine import distributed
 from pyi2i.engine.cyclegan import CycleGAN
 from pyi2i.engine.graphs import CudaGraphStep, prefetch_to_device
-from pyi2i.engine.heldout import heldout_dataset, heldout_l1
 from pyi2i.engine.pix2pix import Pix2Pix
+from pyi2i.engine.record import RunRecord
 from pyi2i.engine.schedule import make_scheduler, step_scheduler
 
 log = logging.getLogger("pyi2i")
@@ -59,14 +60,16 @@ class LossMeter:
         self.nonfinite = bad if self.nonfinite is None else self.nonfinite | bad
         self.count += 1
 
-    def read(self, names) -> tuple[dict[str, float], list[str]]:
-        """(mean of each loss since the last read, names of losses that were ever non-finite)."""
+    def read(self, names, world: distributed.World = distributed.World()) -> tuple[dict[str, float], list[str]]:
+        """(mean of each loss since the last read, names of losses that were ever non-finite), over
+        all ranks: every rank then stops together on a NaN that only one of them saw."""
         if self.count == 0:
             return {}, []
-        means = (self.sums / self.count).tolist()
-        bad = [n for n, b in zip(names, self.nonfinite.tolist()) if b]
+        n = len(names)
+        values = world.mean(torch.cat([self.sums / self.count, self.nonfinite.float()])).tolist()
+        bad = [name for name, flag in zip(names, values[n:]) if flag > 0]
         self.sums, self.nonfinite, self.count = None, None, 0
-        return dict(zip(names, means)), bad
+        return dict(zip(names, values[:n])), bad
 
 
 class StopRequest:
@@ -78,6 +81,12 @@ class StopRequest:
     def __enter__(self):
         self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
+
+    def requested(self, world: distributed.World) -> bool:
+        """Whether any rank was asked to stop; the ranks stop together, after the same step."""
+        if world.any(self.signal is not None) and self.signal is None:
+            self.signal = signal.SIGTERM  # another rank's request
+        return self.signal is not None
 
     def handle(self, signum, frame) -> None:
         if self.signal is not None:  # a second Ctrl-C: the user really wants out
@@ -94,12 +103,13 @@ class StopRequest:
 class Trainer:
     def __init__(self, opt: argparse.Namespace):
         self.opt = opt
-        self.device = resolve_device(opt.device)
+        self.world, self.device = distributed.setup(resolve_device(opt.device))
         self.run_dir = Path(opt.checkpoints_dir) / opt.name
         self.announce_unavailable_features()
         self.dataset = create_dataset(opt)  # bad folders fail here, before anything is built
-        self.heldout = heldout_dataset(opt)
-        torch.manual_seed(opt.seed)
+        # Each rank its own random stream (dropout, pool choices); the weights are rank 0's, which
+        # DDP broadcasts, and the data order and augmentation follow --seed alone.
+        torch.manual_seed(opt.seed + self.world.rank)
         self.method = METHODS[opt.arch](opt, self.device)
         self.schedulers = {k: make_scheduler(o, opt) for k, o in self.method.optimizers.items()}
         self.step_fn = CudaGraphStep(self.method) if opt.cuda_graphs and self.device.type == "cuda" else self.method.step
@@ -109,7 +119,13 @@ class Trainer:
         if opt.continue_train:
             state = checkpoints.load(latest)
             checkpoints.check_resumable(state, self.config, latest)
-            checkpoints.restore(state, self.method, self.schedulers)
+            if not checkpoints.restore(state, self.method, self.schedulers, self.world.rank):
+                torch.manual_seed(opt.seed + self.world.rank + state["step"])
+            saved_ranks = 1 + len(state.get("ranks", {}))
+            if saved_ranks != self.world.world_size:
+                log.warning("%s was written by %d process(es) and this run has %d: each rank resumes the random "
+                            "stream and image pool saved for its rank, if any, and starts new ones otherwise",
+                            latest, saved_ranks, self.world.world_size)
             self.epoch, self.epoch_iter, self.step = state["epoch"], state["epoch_iter"], state["step"]
             log.info("resumed %s at epoch %d, step %d", latest, self.epoch, self.step)
         elif latest.exists():
@@ -118,16 +134,17 @@ class Trainer:
         self.meter = LossMeter()
         # More loader processes than cores only slows the step down.
         self.num_workers = min(opt.num_threads, len(os.sched_getaffinity(0)))
-        self.loss_log = reports.CsvLog(self.run_dir / "loss_log.csv",
-                                       ["step", "epoch", "epoch_iter", "time", "images_per_s", "lr"]
-                                       + list(self.method.loss_names))
-        self.metric_log = reports.CsvLog(self.run_dir / "metrics.csv", ["epoch", "step", "heldout_l1"])
+        self.record = (RunRecord(opt, self.run_dir, self.method.loss_names, self.config, self.device, self.step)
+                       if self.world.is_main else None)
 
     @property
     def last_epoch(self) -> int:
         return self.opt.epoch_count + self.opt.n_epochs + self.opt.n_epochs_decay - 1
 
     def announce_unavailable_features(self) -> None:
+        problem = distributed.unsupported(self.world, self.device, self.opt)
+        if problem:
+            raise ValueError(problem)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # shapes are fixed within a run
             return
@@ -147,6 +164,7 @@ class Trainer:
                 stopped = self.train_epoch(stop)
                 if stopped:
                     self.save(LATEST)
+                    self.finish_record(f"stopped at epoch {self.epoch}, step {self.step} ({stopped})")
                     if stop.signal is not None:
                         log.warning("stopped by %s at step %d; resume with --continue_train",
                                     signal.Signals(stop.signal).name, self.step)
@@ -154,19 +172,29 @@ class Trainer:
                     log.info("%s; resume with --continue_train", stopped)
                     return
                 self.end_epoch()
+        self.finish_record(f"finished: {self.last_epoch} epochs, {self.step} steps")
         log.info("training finished: %d epochs, %d steps; weights in %s", self.last_epoch - opt.epoch_count + 1,
                  self.step, self.run_dir)
+
+    def finish_record(self, status: str) -> None:
+        if self.record is not None:
+            self.record.stopped(status)
+            log.info("report: %s", self.run_dir / "index.html")
+        # torchrun stops every process once one has ended: none may end while rank 0 still writes.
+        self.world.barrier()
 
     def train_epoch(self, stop: StopRequest) -> str | None:
         """Runs the rest of the current epoch; says why when it stopped early."""
         opt = self.opt
+        world = self.world
         loader = create_loader(self.dataset, batch_size=opt.batch_size, shuffle=not opt.serial_batches,
                                num_workers=self.num_workers, seed=opt.seed, epoch=self.epoch,
-                               start_batch=self.epoch_iter, pin_memory=self.device.type == "cuda")
-        total = math.ceil(len(self.dataset) / opt.batch_size)
+                               start_batch=self.epoch_iter, rank=world.rank, world_size=world.world_size,
+                               pin_memory=self.device.type == "cuda")
+        total = math.ceil(math.ceil(len(self.dataset) / world.world_size) / opt.batch_size)
         bar = tqdm(total=total, initial=self.epoch_iter, desc=f"epoch {self.epoch}/{self.last_epoch}",
-                   disable=opt.no_progress, dynamic_ncols=True, leave=False)
-        self.tick = (time.perf_counter(), self.step)
+                   disable=opt.no_progress or not world.is_main, dynamic_ncols=True, leave=False)
+        self.tick = self.epoch_start = (time.perf_counter(), self.step)
         self.epoch_G_loss = []
         with bar, self.profiler() as profiler:
             for batch in prefetch_to_device(loader, self.device, self.method.memory_format):
@@ -180,7 +208,7 @@ class Trainer:
                     self.report(bar)
                 if self.step % opt.save_latest_freq == 0:
                     self.save(LATEST)
-                if stop.signal is not None:
+                if stop.requested(world):
                     return "signal"
                 if opt.max_steps and self.step >= opt.max_steps:
                     return f"reached --max_steps {opt.max_steps}"
@@ -211,7 +239,7 @@ class Trainer:
 
     def report(self, bar=None) -> dict[str, float]:
         """Reads the losses accumulated since the last report (one host sync), checks them, logs."""
-        means, bad = self.meter.read(self.method.loss_names)
+        means, bad = self.meter.read(self.method.loss_names, self.world)
         if bad:
             raise NonFiniteLoss(
                 f"loss {', '.join(bad)} became NaN or infinite by step {self.step} (epoch {self.epoch}). Training "
@@ -220,29 +248,32 @@ class Trainer:
         if not means:
             return means
         now = time.perf_counter()
-        images_per_s = (self.step - self.tick[1]) * self.opt.batch_size / max(now - self.tick[0], 1e-9)
+        images_per_s = self.images(self.step - self.tick[1]) / max(now - self.tick[0], 1e-9)
         self.tick = (now, self.step)
         self.epoch_G_loss.append(sum(v for k, v in means.items() if not k.startswith("D")))
         lr = self.method.optimizers["G"].param_groups[0]["lr"]
-        self.loss_log.write(dict(step=self.step, epoch=self.epoch, epoch_iter=self.epoch_iter,
-                                 time=f"{time.time():.3f}", images_per_s=images_per_s, lr=lr, **means))
+        if self.record is not None:
+            self.record.losses(dict(step=self.step, epoch=self.epoch, epoch_iter=self.epoch_iter,
+                                    time=f"{time.time():.3f}", images_per_s=images_per_s, lr=lr), means)
         if bar is not None:
             bar.set_postfix({k: f"{v:.3f}" for k, v in means.items()} | {"img/s": f"{images_per_s:.1f}"})
         return means
+
+    def images(self, steps: int) -> int:
+        """Images trained on in `steps` steps, by all ranks together."""
+        return steps * self.opt.batch_size * self.world.world_size
 
     def end_epoch(self) -> None:
         self.report()
         metric = sum(self.epoch_G_loss) / len(self.epoch_G_loss) if self.epoch_G_loss else 0.0
         for scheduler in self.schedulers.values():
             step_scheduler(scheduler, metric)
-        if self.method.visuals:
-            reports.save_grid(self.method.visuals, self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
-        line = f"epoch {self.epoch}/{self.last_epoch} done, step {self.step}"
-        if self.heldout is not None:
-            l1 = heldout_l1(self.method.translator, self.heldout, self.device, self.opt.batch_size)
-            self.metric_log.write(dict(epoch=self.epoch, step=self.step, heldout_l1=l1))
-            line += f", held-out L1 {l1:.4f}"
-        log.info(line)
+        if self.record is not None:  # rank 0 evaluates and records while the others go on to the next save
+            seconds, images = time.perf_counter() - self.epoch_start[0], self.images(self.step - self.epoch_start[1])
+            values = self.record.evaluate(self.epoch, self.last_epoch, self.method.translator)
+            self.record.epoch_end(self.epoch, self.step, self.method.visuals, values, seconds=seconds, images=images)
+            log.info("epoch %d/%d done, step %d%s", self.epoch, self.last_epoch, self.step,
+                     "".join(f", {k} {v:.4g}" for k, v in values.items()))
         epoch = self.epoch
         self.epoch, self.epoch_iter = self.epoch + 1, 0
         self.save(LATEST)
@@ -252,8 +283,13 @@ class Trainer:
     def save(self, filename: str, label: str = "latest") -> None:
         """Full state as `filename` plus the networks in the original format; never saves NaNs."""
         self.report()  # raises NonFiniteLoss before anything is written
+        # Every rank's random streams and pools go into rank 0's one file.
+        ranks = self.world.gather(checkpoints.rank_state(self.method) if self.world.distributed else None)
+        if not self.world.is_main:
+            return
         state = checkpoints.training_state(self.method, self.schedulers, self.config, epoch=self.epoch,
-                                           epoch_iter=self.epoch_iter, step=self.step)
+                                           epoch_iter=self.epoch_iter, step=self.step,
+                                           other_ranks={r: s for r, s in enumerate(ranks) if r > 0})
         checkpoints.atomic_save(state, self.run_dir / filename)
         checkpoints.export_original(self.method, self.run_dir, label)
 

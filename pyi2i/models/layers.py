@@ -8,7 +8,9 @@ from torch.nn import init
 
 from pyi2i import ops
 
-NORMS = ("instance", "batch", "none")
+# syncbatch is batch norm whose statistics span every process of a distributed run; it is converted
+# when the networks are wrapped for data parallelism, and is plain batch norm in a single process.
+NORMS = ("instance", "batch", "syncbatch", "none")
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 
 
@@ -21,8 +23,8 @@ def conv_bias(norm: str) -> bool:
 class NormAct(nn.Module):
     """norm -> activation (-> + residual): instance norm goes through the fused op layer.
 
-    With `norm='batch'` the BatchNorm2d is the child `bn`, so its state keeps the names the
-    original release gives it (weight, bias, running_mean, running_var, num_batches_tracked).
+    With `norm='batch'` (or 'syncbatch') the BatchNorm2d is the child `bn`, so its state keeps the
+    names the original release gives it (weight, bias, running_mean, running_var, num_batches_tracked).
     """
 
     def __init__(self, num_features: int, norm: str, act: str = "none", impl: str = "auto"):
@@ -30,7 +32,7 @@ class NormAct(nn.Module):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.norm, self.act, self.impl = norm, act, impl
-        self.bn = nn.BatchNorm2d(num_features) if norm == "batch" else None
+        self.bn = nn.BatchNorm2d(num_features) if norm in ("batch", "syncbatch") else None
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self.norm == "instance":
