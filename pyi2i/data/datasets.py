@@ -12,17 +12,33 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from pyi2i.data.images import DataError, find_unreadable, folder_contents, load_rgb, make_dataset
-from pyi2i.data.transforms import apply_transform, check_preprocess, get_params
+from pyi2i.data.transforms import TransformParams, apply_transform, check_preprocess, get_params
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("AtoB", "BtoA")
+
+SizeOf = Callable[[str], "tuple[int, int]"]  # (width, height) of the image stored at a path
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image of a sample, before any pixel is touched: the file, the part of its image to use,
+    and the augmentation. Every loader renders these same specs, so whichever one is used, a seed
+    gives the same files, crops and flips."""
+
+    path: str
+    box: tuple[int, int, int, int] | None  # (left, top, right, bottom) of the file's image; None: all
+    params: TransformParams
+    channels: int  # 1: converted to grayscale
 
 
 class ImageDataset(Dataset):
@@ -64,9 +80,27 @@ class ImageDataset(Dataset):
             raise DataError(f"no readable images (.png, .jpg, ...) in {folder}: {layout}")
         return paths
 
-    def transform(self, img, params, *, source: bool) -> torch.Tensor:
-        channels = self.opt.input_nc if source else self.opt.output_nc
-        return apply_transform(self.opt, img, params, grayscale=channels == 1)
+    def channels(self, side: str) -> int:
+        return self.opt.input_nc if side == "A" else self.opt.output_nc
+
+    def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
+        """{'A': spec, 'B': spec} ('A' alone for the single layout) of sample `index`."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        images = {}
+
+        def size_of(path: str) -> tuple[int, int]:
+            if path not in images:
+                images[path] = load_rgb(path)
+            return images[path].size
+
+        sample = {}
+        for side, spec in self.specs(index, size_of).items():
+            img = images[spec.path] if spec.box is None else images[spec.path].crop(spec.box)
+            sample[side] = apply_transform(self.opt, img, spec.params, grayscale=spec.channels == 1)
+            sample[f"{side}_paths"] = spec.path
+        return sample
 
 
 class AlignedDataset(ImageDataset):
@@ -82,18 +116,16 @@ class AlignedDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> dict:
+    def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
         path = self.paths[index]
-        ab = load_rgb(path)
-        w, h = ab.size
+        w, h = size_of(path)
         w2 = w // 2
-        left, right = ab.crop((0, 0, w2, h)), ab.crop((w2, 0, w, h))
+        left, right = (0, 0, w2, h), (w2, 0, w, h)
         # Drawn from the left half as in the original: it is the narrower one when w is odd,
         # so the crop fits both halves.
-        params = get_params(self.opt, left.size, self.rng(index), path)
+        params = get_params(self.opt, (w2, h), self.rng(index), path)
         a, b = (right, left) if self.btoa else (left, right)
-        return {"A": self.transform(a, params, source=True), "B": self.transform(b, params, source=False),
-                "A_paths": path, "B_paths": path}
+        return {"A": ImageSpec(path, a, params, self.channels("A")), "B": ImageSpec(path, b, params, self.channels("B"))}
 
 
 class UnalignedDataset(ImageDataset):
@@ -111,20 +143,19 @@ class UnalignedDataset(ImageDataset):
     def __len__(self) -> int:
         return max(len(self.a_paths), len(self.b_paths))
 
-    def __getitem__(self, index: int) -> dict:
+    def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
         rng = self.rng(index)
         a_path = self.a_paths[index % len(self.a_paths)]
         if self.opt.serial_batches:
             b_path = self.b_paths[index % len(self.b_paths)]
         else:
             b_path = self.b_paths[int(rng.integers(0, len(self.b_paths)))]
-        a, b = load_rgb(a_path), load_rgb(b_path)
-        a_params = get_params(self.opt, a.size, rng, a_path)
-        b_params = get_params(self.opt, b.size, rng, b_path)
+        a_params = get_params(self.opt, size_of(a_path), rng, a_path)
+        b_params = get_params(self.opt, size_of(b_path), rng, b_path)
         if self.btoa:
-            (a, a_params, a_path), (b, b_params, b_path) = (b, b_params, b_path), (a, a_params, a_path)
-        return {"A": self.transform(a, a_params, source=True), "B": self.transform(b, b_params, source=False),
-                "A_paths": a_path, "B_paths": b_path}
+            (a_path, a_params), (b_path, b_params) = (b_path, b_params), (a_path, a_params)
+        return {"A": ImageSpec(a_path, None, a_params, self.channels("A")),
+                "B": ImageSpec(b_path, None, b_params, self.channels("B"))}
 
 
 class SingleDataset(ImageDataset):
@@ -137,11 +168,10 @@ class SingleDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> dict:
+    def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
         path = self.paths[index]
-        img = load_rgb(path)
-        params = get_params(self.opt, img.size, self.rng(index), path)
-        return {"A": self.transform(img, params, source=True), "A_paths": path}
+        params = get_params(self.opt, size_of(path), self.rng(index), path)
+        return {"A": ImageSpec(path, None, params, self.channels("A"))}
 
 
 _DATASETS = {"aligned": AlignedDataset, "unaligned": UnalignedDataset, "single": SingleDataset}

@@ -57,6 +57,11 @@ def _gray_array_to_rgb(values: np.ndarray) -> Image.Image:
     return Image.fromarray(gray, mode="L").convert("RGB")
 
 
+def unreadable(path: str | os.PathLike, reason: object) -> DataError:
+    return DataError(f"cannot read image {path}: {reason}. Re-save or remove the file, "
+                     f"or pass --skip_bad_images to leave unreadable files out.")
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
     """Fully decode the image at `path` as 8-bit RGB, or raise DataError naming the file."""
     try:
@@ -64,10 +69,16 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
             img.load()
             return to_rgb(img)
     except _DECODE_ERRORS as e:
-        raise DataError(
-            f"cannot read image {path}: {e}. Re-save or remove the file, "
-            f"or pass --skip_bad_images to leave unreadable files out."
-        ) from e
+        raise unreadable(path, e) from e
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of the image at `path`, read from its header alone; DataError if it has none."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except _DECODE_ERRORS as e:
+        raise unreadable(path, e) from e
 
 
 def find_unreadable(paths: list[str]) -> list[tuple[str, str]]:
