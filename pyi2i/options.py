@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from pyi2i.data.dali import LOADERS
 from pyi2i.models import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS
 from pyi2i.ops import GAN_MODES, IMPLS
 
@@ -86,7 +87,11 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset_mode", choices=("aligned", "unaligned", "single"), help="default: per --arch")
     g.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB", help="which domain is the input")
     g.add_argument("--serial_batches", action="store_true", help="take images in order instead of shuffled")
-    g.add_argument("--num_threads", type=non_negative_int, default=4, help="data loading worker processes")
+    g.add_argument("--num_threads", type=non_negative_int, default=4,
+                   help="data loading worker processes (torch loader) or CPU threads (DALI)")
+    g.add_argument("--loader", choices=LOADERS, default="auto",
+                   help="torch: PIL in DataLoader workers; dali: NVIDIA DALI, decoding on the GPU "
+                        "(on CPU threads without one); auto: dali on a GPU when it is installed, else torch")
     g.add_argument("--batch_size", type=positive_int, default=1)
     g.add_argument("--load_size", type=positive_int, default=None, help="scale images to this size (default 286)")
     g.add_argument("--crop_size", type=positive_int, default=None, help="then crop to this size (default 256)")

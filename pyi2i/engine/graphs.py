@@ -55,6 +55,7 @@ class CudaGraphStep:
     seen: dict[tuple, int] = field(default_factory=dict)
     side_stream: torch.cuda.Stream | None = None
     pool: tuple | None = None  # one memory pool shared by all captured shapes
+    buffers: dict[tuple, dict[str, torch.Tensor]] = field(default_factory=dict)  # static inputs per shape
 
     def __post_init__(self):
         reason = check_graphable(self.method)
@@ -66,6 +67,16 @@ class CudaGraphStep:
     def shape_key(batch: dict) -> tuple:
         return tuple((k, tuple(v.shape), v.dtype) for k, v in sorted(batch.items()) if torch.is_tensor(v))
 
+    def input_buffers(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+        """The static input tensors of the graph for float32 batches of `shapes`, for a loader to
+        write the next batch straight into: replaying then copies nothing. Stream order keeps this
+        safe: the loader writes on the current stream, after the previous step's work."""
+        key = tuple((k, tuple(s), torch.float32) for k, s in sorted(shapes.items()))
+        if key not in self.buffers:
+            self.buffers[key] = {k: torch.empty(s, device=self.method.device, memory_format=self.method.memory_format)
+                                 for k, s in shapes.items()}
+        return self.buffers[key]
+
     def __call__(self, batch: dict) -> dict[str, torch.Tensor]:
         key = self.shape_key(batch)
         captured = self.graphs.get(key)
@@ -75,7 +86,8 @@ class CudaGraphStep:
                 return self._eager(batch)
             captured = self.graphs[key] = self._capture(batch)
         for name, static in captured.inputs.items():
-            static.copy_(batch[name], non_blocking=True)
+            if batch[name] is not static:
+                static.copy_(batch[name], non_blocking=True)
         captured.graph.replay()
         self.method.visuals = captured.visuals
         return captured.losses
@@ -90,7 +102,8 @@ class CudaGraphStep:
 
     def _capture(self, batch: dict) -> _Captured:
         device = self.method.device
-        inputs = {k: torch.empty_like(v, device=device) for k, v in batch.items() if torch.is_tensor(v)}
+        inputs = self.buffers.get(self.shape_key(batch)) or {
+            k: torch.empty_like(v, device=device) for k, v in batch.items() if torch.is_tensor(v)}
         torch.cuda.synchronize(device)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):

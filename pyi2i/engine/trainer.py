@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from pyi2i import checkpoints
 from pyi2i.data import create_dataset, create_loader
+from pyi2i.data.dali import DaliLoader, resolve_loader
 from pyi2i.engine import distributed
 from pyi2i.engine.cyclegan import CycleGAN
 from pyi2i.engine.graphs import CudaGraphStep, prefetch_to_device
@@ -134,6 +135,12 @@ class Trainer:
         self.meter = LossMeter()
         # More loader processes than cores only slows the step down.
         self.num_workers = min(opt.num_threads, len(os.sched_getaffinity(0)))
+        self.dali = None
+        if resolve_loader(opt.loader, self.device) == "dali":
+            self.dali = DaliLoader(self.dataset, batch_size=opt.batch_size, shuffle=not opt.serial_batches,
+                                   seed=opt.seed, device=self.device, num_threads=self.num_workers,
+                                   rank=self.world.rank, world_size=self.world.world_size,
+                                   channels_last=opt.channels_last)
         self.record = (RunRecord(opt, self.run_dir, self.method.loss_names, self.config, self.device, self.step)
                        if self.world.is_main else None)
 
@@ -157,8 +164,8 @@ class Trainer:
     def train(self) -> None:
         opt = self.opt
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        log.info("training %s on %s (%d samples) on %s; run folder %s", opt.arch, opt.dataroot, len(self.dataset),
-                 self.device, self.run_dir)
+        log.info("training %s on %s (%d samples) on %s with the %s loader; run folder %s", opt.arch, opt.dataroot,
+                 len(self.dataset), self.device, "DALI" if self.dali else "torch", self.run_dir)
         with StopRequest() as stop:
             while self.epoch <= self.last_epoch:
                 stopped = self.train_epoch(stop)
@@ -187,17 +194,13 @@ class Trainer:
         """Runs the rest of the current epoch; says why when it stopped early."""
         opt = self.opt
         world = self.world
-        loader = create_loader(self.dataset, batch_size=opt.batch_size, shuffle=not opt.serial_batches,
-                               num_workers=self.num_workers, seed=opt.seed, epoch=self.epoch,
-                               start_batch=self.epoch_iter, rank=world.rank, world_size=world.world_size,
-                               pin_memory=self.device.type == "cuda")
         total = math.ceil(math.ceil(len(self.dataset) / world.world_size) / opt.batch_size)
         bar = tqdm(total=total, initial=self.epoch_iter, desc=f"epoch {self.epoch}/{self.last_epoch}",
                    disable=opt.no_progress or not world.is_main, dynamic_ncols=True, leave=False)
         self.tick = self.epoch_start = (time.perf_counter(), self.step)
         self.epoch_G_loss = []
         with bar, self.profiler() as profiler:
-            for batch in prefetch_to_device(loader, self.device, self.method.memory_format):
+            for batch in self.batches():
                 self.meter.add(self.step_fn(batch))
                 self.step += 1
                 self.epoch_iter += 1
@@ -215,6 +218,17 @@ class Trainer:
                 if profiler is not None and self.step >= self.profile_until:
                     return f"profiled steps {self.step - PROFILE_STEPS + 1}-{self.step} into {opt.profile}"
         return None
+
+    def batches(self):
+        """The rest of the current epoch's batches, on the device."""
+        if self.dali is not None:  # DALI prefetches on its own, and can write into the graph's inputs
+            out = self.step_fn.input_buffers if isinstance(self.step_fn, CudaGraphStep) else None
+            return self.dali.epoch(self.epoch, self.epoch_iter, out=out)
+        loader = create_loader(self.dataset, batch_size=self.opt.batch_size, shuffle=not self.opt.serial_batches,
+                               num_workers=self.num_workers, seed=self.opt.seed, epoch=self.epoch,
+                               start_batch=self.epoch_iter, rank=self.world.rank, world_size=self.world.world_size,
+                               pin_memory=self.device.type == "cuda")
+        return prefetch_to_device(loader, self.device, self.method.memory_format)
 
     def profiler(self):
         """A torch.profiler over a few steps after warm-up (CUDA graphs: after capture) with --profile."""
