@@ -2,7 +2,8 @@
 
     python bench/train.py                      # GPU: cyclegan + pix2pix, 256x256, batch 1, 4, 16
     python bench/train.py --tiny               # any machine: tiny networks and images (automatic on CPU)
-    python bench/train.py --data loader        # batches through the real data loader instead of on the device
+    python bench/train.py --data loader        # batches through the torch data loader instead of on the device
+    python bench/train.py --data dali          # batches through the DALI loader (into the graph's inputs)
 
 Rows, each adding to the one before: the original release's loop (eager fp32, separate kernels, a
 `.item()` per loss per step), pyi2i eager fp32, + bf16 autocast, + channels_last, + fused ops
@@ -28,6 +29,7 @@ import _common  # noqa: E402
 
 import pyi2i.testing.original as orig  # noqa: E402
 from pyi2i.data import create_dataset, create_loader, ensure_demo  # noqa: E402
+from pyi2i.data.dali import DaliLoader  # noqa: E402
 from pyi2i.engine.graphs import CudaGraphStep, prefetch_to_device  # noqa: E402
 from pyi2i.engine.trainer import METHODS  # noqa: E402
 from pyi2i.models.original_format import to_original  # noqa: E402
@@ -49,7 +51,8 @@ def options() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", nargs="+", choices=("cyclegan", "pix2pix"), default=["cyclegan", "pix2pix"])
     p.add_argument("--batch_sizes", nargs="+", type=int, default=None, help="default: 1 4 16 (tiny: 1)")
-    p.add_argument("--data", choices=("device", "loader"), default="device")
+    p.add_argument("--data", choices=("device", "loader", "dali"), default="device",
+                   help="batches kept on the device, or fed by the torch or the DALI loader")
     p.add_argument("--steps", type=int, default=None, help="timed iterations (default: 50, tiny: 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default: 10, tiny: 1)")
     p.add_argument("--tiny", action="store_true")
@@ -75,9 +78,15 @@ def training_opt(arch: str, batch_size: int, tiny: bool, dataroot: str, extra: l
                            *size, *net, *extra])
 
 
-def batches(opt, device: torch.device, data: str, n: int):
-    """n batches: the same few batches kept on the device, or fresh ones from the loader."""
+def batches(opt, device: torch.device, data: str, n: int, out=None):
+    """n batches: the same few batches kept on the device, or fresh ones from a loader (DALI writes
+    them into `out`'s tensors, a CUDA graph's inputs, when given)."""
     dataset = create_dataset(opt)
+    if data == "dali":
+        loader = DaliLoader(dataset, batch_size=opt.batch_size, shuffle=True, seed=0, device=device,
+                            num_threads=2, channels_last=opt.channels_last)
+        epochs = range(1, 2 + n * opt.batch_size // len(dataset))
+        return (b for e in epochs for b in loader.epoch(e, out=out))
     loader = create_loader(dataset, batch_size=opt.batch_size, shuffle=True, num_workers=opt.num_threads,
                            seed=0, epoch=1, pin_memory=device.type == "cuda")
     if data == "device":
@@ -175,11 +184,12 @@ def main() -> None:
                 torch.manual_seed(0)
                 method = METHODS[arch](opt, device)
                 n = args.warmup + args.steps + 1
-                data = batches(opt, device, args.data, n)
-                if args.data == "device":
-                    flops = flops or flops_per_iteration(method, data[0])
                 step = original_step(method) if extra is None else \
                     CudaGraphStep(method) if opt.cuda_graphs else method.step
+                data = batches(opt, device, args.data, n,
+                               out=step.input_buffers if isinstance(step, CudaGraphStep) else None)
+                if args.data == "device":
+                    flops = flops or flops_per_iteration(method, data[0])
                 try:
                     its, peak = measure(step, data, args.warmup, args.steps, device)
                 except Exception as e:  # a configuration this machine cannot run (compile without a compiler, say)

@@ -33,3 +33,19 @@ def test_op_bench_prints_its_table(script, args):
     out = run_bench(script, *args)
     fast = "| cuda |" if script == "conv_norm_act.py" else "| triton |"
     assert "| ref |" in out and fast in out
+
+
+def test_train_bench_feeds_through_dali(tmp_path):
+    pytest.importorskip("nvidia.dali", reason="--data dali needs DALI")
+    out = run_bench("train.py", "--tiny", "--archs", "cyclegan", "--steps", "2", "--data", "dali",
+                    "--configs", "pyi2i eager fp32", cwd=tmp_path)
+    assert "| cyclegan | 1 | pyi2i eager fp32 |" in out[out.index("| arch |"):]
+
+
+def test_loader_bench_prints_its_table(tmp_path):
+    out = run_bench("loader.py", "--samples", "6", "--warmup", "1", "--workers", "1", "--threads", "1",
+                    "--step_ms", "8", cwd=tmp_path)
+    table = out[out.index("| loader |"):]
+    assert "| torch | cpu | 1 |" in table and "feed ratio" in table
+    if "skipped DALI" not in out:
+        assert "| dali | cpu | 1 |" in table
