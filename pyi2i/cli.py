@@ -14,12 +14,13 @@ def run_cli(main: Callable[[], None]) -> int:
     """Runs `main`; a problem with the user's input or files ends with its message and exit code 1
     instead of a traceback (set PYI2I_DEBUG=1 to see the traceback)."""
     from pyi2i.data import DataError
+    from pyi2i.data.dali import DaliUnavailable
     from pyi2i.engine.trainer import NonFiniteLoss
     from pyi2i.models.original_format import IncompatibleCheckpoint
     from pyi2i.ops import BackendUnavailable
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    user_errors = (DataError, IncompatibleCheckpoint, NonFiniteLoss, BackendUnavailable, FileExistsError,
+    user_errors = (DataError, DaliUnavailable, IncompatibleCheckpoint, NonFiniteLoss, BackendUnavailable, FileExistsError,
                    FileNotFoundError, ValueError)
     try:
         main()

@@ -84,3 +84,13 @@ def test_translate_rejects_an_incompatible_file(demo_root, tmp_path):
     r = run("pyi2i.translate", "--checkpoint", str(tmp_path / "bad.pth"), "--input", str(demo_root / "unpaired" / "testA"),
             "--output", str(tmp_path / "out"))
     assert r.returncode == 1 and "last conv" in r.stderr
+
+
+def test_dali_loader_without_dali_says_how_to_install(demo_root, tmp_path):
+    # None in sys.modules makes `import nvidia.dali` fail, as on a machine without DALI.
+    hide_dali = ("import runpy, sys; sys.modules['nvidia.dali'] = None; "
+                 "runpy.run_module('pyi2i.train', run_name='__main__', alter_sys=True)")
+    r = subprocess.run([sys.executable, "-c", hide_dali, "--dataroot", str(demo_root / "unpaired"), "--loader", "dali",
+                        "--checkpoints_dir", str(tmp_path), *SMALL], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "--loader dali: NVIDIA DALI is not installed" in r.stderr and 'pip install "pyi2i[dali]"' in r.stderr

@@ -259,7 +259,7 @@ def test_resolve_loader(monkeypatch):
     assert dali.resolve_loader("dali", CPU) == "dali"
     monkeypatch.setattr(dali, "unavailable_reason", lambda: "NVIDIA DALI is not installed")
     assert dali.resolve_loader("auto", cuda) == "torch"
-    with pytest.raises(ValueError, match="--loader dali: NVIDIA DALI is not installed.*--loader torch"):
+    with pytest.raises(dali.DaliUnavailable, match="--loader dali: NVIDIA DALI is not installed.*--loader torch"):
         dali.resolve_loader("dali", CPU)
 
 
@@ -331,3 +331,18 @@ def test_batches_written_into_the_graph_inputs(demo_root, tmp_path):
             captured = trainer.step_fn.graphs[CudaGraphStep.shape_key(batch)]
             assert captured.inputs["A"] is batch["A"]
             assert all(torch.isfinite(v).item() for v in losses.values())
+
+
+def test_auto_falls_back_when_dali_cannot_start(demo_root, tmp_path, monkeypatch, caplog):
+    from pyi2i.engine import trainer as trainer_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no decoder")
+
+    monkeypatch.setattr(trainer_module, "resolve_loader", lambda name, device: "dali")
+    monkeypatch.setattr(trainer_module, "DaliLoader", broken)
+    trainer = trainer_module.Trainer(training_options(demo_root / "unpaired", checkpoints_dir=tmp_path, loader="auto"))
+    assert trainer.dali is None and "DALI could not start" in caplog.text
+    with pytest.raises(dali.DaliUnavailable, match="--loader dali: DALI could not start.*no decoder.*--loader torch"):
+        trainer_module.Trainer(training_options(demo_root / "unpaired", checkpoints_dir=tmp_path, loader="dali",
+                                                name="other"))

@@ -30,6 +30,10 @@ LOADERS = ("auto", "torch", "dali")
 INSTALL = ('pip install "pyi2i[dali]" (the nvidia-dali-cuda130 package; on CUDA 12, '
            'pip install nvidia-dali-cuda120)')
 
+class DaliUnavailable(RuntimeError):
+    """--loader dali was asked for and DALI is not installed, or cannot start on this device."""
+
+
 # Where a loader writes a batch: {side: (N, C, H, W)} -> {side: tensor of that shape}.
 OutputBuffers = Callable[[dict[str, tuple[int, ...]]], dict[str, torch.Tensor]]
 
@@ -53,7 +57,7 @@ def resolve_loader(name: str, device: torch.device) -> str:
     reason = unavailable_reason()
     if name == "dali":
         if reason:
-            raise ValueError(f"--loader dali: {reason}; or use --loader torch")
+            raise DaliUnavailable(f"--loader dali: {reason}; or use --loader torch")
         return "dali"
     return "dali" if device.type == "cuda" and reason is None else "torch"
 
@@ -81,10 +85,11 @@ class DaliLoader:
         self.file_of = {"A": "A", "B": "A"} if isinstance(dataset, AlignedDataset) else {s: s for s in self.sides}
         self.crops = "crop" in self.opt.preprocess
         self.sizes: dict[str, tuple[int, int]] = {}  # header sizes, read once per file
-        self.pipe = None
         self.batches: list[list[int]] = []
         self.pending: dict[int, list[dict[str, ImageSpec]]] = {}  # fed but not yet returned, by iteration
-        self.finished = False
+        # Built now, so that a DALI that cannot start here fails before training does.
+        self.pipe = self._build()
+        self.state = "new"  # new: never run; running; finished: ran to the end of an epoch
 
     # -- epochs -----------------------------------------------------------------------------------
     def epoch(self, epoch: int, start_batch: int = 0, out: OutputBuffers | None = None) -> Iterator[dict]:
@@ -96,29 +101,25 @@ class DaliLoader:
         order = order[start_batch * self.batch_size:]
         self.batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         self.pending.clear()
-        if self.pipe is not None and self.finished:
+        if self.state == "finished":
             self.pipe.reset()
-        else:  # first epoch, or the last one was left part-way: its prefetched batches must go
+        elif self.state == "running":  # the last epoch was left part-way: its prefetched batches must go
             self.pipe = self._build()
-        self.finished = False
+        self.state = "new"
         return self._batches(out)
 
     def _batches(self, out: OutputBuffers | None) -> Iterator[dict]:
         if not self.batches:
-            self.finished = False  # the pipeline never ran: rebuild rather than reset
             return
+        self.state = "running"
         iteration = 0
         while True:
             try:
                 outputs = self.pipe.run()
             except StopIteration:
-                self.finished = True
+                self.state = "finished"
                 return
-            except DataError:  # raised by `_feed` (an unreadable header, an image too small to crop)
-                self.pipe = None
-                raise
-            except RuntimeError as e:  # DALI's own failure, which leaves the pipeline unusable
-                self.pipe = None
+            except RuntimeError as e:  # DALI's own failure; `_feed`'s DataErrors pass through as they are
                 raise self._decode_error(e) from e
             yield self._to_torch(outputs, self.pending.pop(iteration), out)
             iteration += 1

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from pyi2i import checkpoints
 from pyi2i.data import create_dataset, create_loader
-from pyi2i.data.dali import DaliLoader, resolve_loader
+from pyi2i.data.dali import DaliLoader, DaliUnavailable, resolve_loader
 from pyi2i.engine import distributed
 from pyi2i.engine.cyclegan import CycleGAN
 from pyi2i.engine.graphs import CudaGraphStep, prefetch_to_device
@@ -135,14 +135,23 @@ class Trainer:
         self.meter = LossMeter()
         # More loader processes than cores only slows the step down.
         self.num_workers = min(opt.num_threads, len(os.sched_getaffinity(0)))
-        self.dali = None
-        if resolve_loader(opt.loader, self.device) == "dali":
-            self.dali = DaliLoader(self.dataset, batch_size=opt.batch_size, shuffle=not opt.serial_batches,
-                                   seed=opt.seed, device=self.device, num_threads=self.num_workers,
-                                   rank=self.world.rank, world_size=self.world.world_size,
-                                   channels_last=opt.channels_last)
+        self.dali = self.make_dali() if resolve_loader(opt.loader, self.device) == "dali" else None
         self.record = (RunRecord(opt, self.run_dir, self.method.loss_names, self.config, self.device, self.step)
                        if self.world.is_main else None)
+
+    def make_dali(self) -> DaliLoader | None:
+        """The DALI loader; with --loader auto, None (the torch loader) if DALI cannot start here."""
+        opt = self.opt
+        try:
+            return DaliLoader(self.dataset, batch_size=opt.batch_size, shuffle=not opt.serial_batches, seed=opt.seed,
+                              device=self.device, num_threads=self.num_workers, rank=self.world.rank,
+                              world_size=self.world.world_size, channels_last=opt.channels_last)
+        except Exception as e:
+            if opt.loader == "dali":
+                raise DaliUnavailable(f"--loader dali: DALI could not start on {self.device}: {e}; "
+                                   "use --loader torch") from e
+            log.warning("DALI could not start on %s (%s); loading with the torch loader", self.device, e)
+            return None
 
     @property
     def last_epoch(self) -> int:
