@@ -77,6 +77,21 @@ def test_two_processes_at_batch_1_take_the_steps_of_one_process_at_batch_2(demo_
     assert len(paths) == len(set(paths)) and sum(p.endswith("latest.pt") for p in paths) == 1
 
 
+def test_dali_loader_shards_the_epoch_under_torchrun(demo_root, tmp_path, monkeypatch):
+    pytest.importorskip("nvidia.dali", reason="the DALI loader needs DALI")
+    data = demo_root / "unpaired"
+    kw = dict(pool_size=0, loader="dali", **TWO_RANKS)
+    torchrun(data, tmp_path, name="two", batch_size=1, max_steps=2, **kw)
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # as in launch_train.py
+    train(training_options(data, checkpoints_dir=tmp_path, name="one", batch_size=2, max_steps=2, **kw))
+    # Each rank's DALI pipeline loaded its half of every batch of two: the mean losses are the same.
+    rows = [reports.read_csv(tmp_path / name / "loss_log.csv") for name in ("one", "two")]
+    assert [r["step"] for r in rows[1]] == [r["step"] for r in rows[0]] == ["1", "2"]
+    for a, b in zip(*rows):
+        for loss in ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"):
+            assert float(b[loss]) == pytest.approx(float(a[loss]), rel=1e-5), (a["step"], loss)
+
+
 def test_resuming_under_torchrun_continues_every_rank_exactly(demo_root, tmp_path):
     data = demo_root / "unpaired"
     # Each rank has its own image pool and random stream: both must come back on resume.
