@@ -114,6 +114,16 @@ def test_image_modes_converted_like_pil(tmp_path):
     assert_same_batches(pil, ours, exact=True)
 
 
+def test_exif_orientation_left_alone_as_by_pil(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees to display": PIL's Image.open does not apply it
+    Image.fromarray(smooth_image(40, 24, 0)).save(tmp_path / "rotated.jpg", quality=95, exif=exif)
+    opt = data_opt(tmp_path, dataset_mode="single", preprocess="crop", crop_size=16)
+    pil, ours = loaders(opt)
+    assert ours[0]["A"].shape == (1, 3, 16, 16)
+    assert_same_batches(pil, ours, exact=True)
+
+
 # ---- geometry: both images of a pair, every sample once, order, shards ----
 
 def test_aligned_halves_get_one_crop_and_flip(tmp_path):
