@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from pyi2i import checkpoints, reports
 from pyi2i.cli import run_cli
 from pyi2i.data import SingleDataset
+from pyi2i.data.dali import LOADERS, DaliLoader, resolve_loader
 from pyi2i.engine.trainer import resolve_device
 from pyi2i.models import GENERATORS, NORMS, UnetGenerator, define_G
 from pyi2i.models.original_format import IncompatibleCheckpoint, from_original, infer_generator_options
@@ -46,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--crop_size", type=positive_int, default=256)
     p.add_argument("--num_test", type=positive_int, help="translate at most this many images")
     p.add_argument("--device", default="auto")
+    p.add_argument("--loader", choices=LOADERS, default="auto",
+                   help="torch: PIL; dali: NVIDIA DALI (decoding on the GPU); auto: dali on a GPU when installed")
     p.add_argument("--impl", choices=IMPLS, default="auto")
     g = p.add_argument_group("network (read from the checkpoint; give these only to override)")
     g.add_argument("--netG", choices=GENERATORS)
@@ -108,6 +111,13 @@ def write_index(output: Path, rows: list[tuple[str, str, str]]) -> None:
     tmp.replace(output / "index.html")
 
 
+def _images(dataset: SingleDataset, loader: str, device: torch.device):
+    """Batches of one image, in file order, from the loader `--loader` names."""
+    if resolve_loader(loader, device) == "dali":
+        return DaliLoader(dataset, batch_size=1, shuffle=False, seed=0, device=device).epoch(0)
+    return ({"A": s["A"][None], "A_paths": [s["A_paths"]]} for s in dataset)
+
+
 @torch.no_grad()
 def translate(opt: argparse.Namespace) -> Path:
     device = resolve_device(opt.device)
@@ -123,15 +133,15 @@ def translate(opt: argparse.Namespace) -> Path:
     output = Path(opt.output)
     (output / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in range(len(dataset)):
-        sample = dataset[i]
-        x, size = pad_to_multiple(sample["A"][None].to(device), multiple)
+    for batch in _images(dataset, opt.loader, device):  # one at a time: with 'none', sizes differ
+        x, size = pad_to_multiple(batch["A"].to(device), multiple)
         fake = G(x)[..., : size[0], : size[1]]
-        stem = Path(sample["A_paths"]).stem
+        path = batch["A_paths"][0]
+        stem = Path(path).stem
         real_name, fake_name = f"images/{stem}_real.png", f"images/{stem}_fake.png"
-        reports.save_image(sample["A"], output / real_name)
+        reports.save_image(batch["A"][0], output / real_name)
         reports.save_image(fake[0], output / fake_name)
-        rows.append((Path(sample["A_paths"]).name, real_name, fake_name))
+        rows.append((Path(path).name, real_name, fake_name))
     write_index(output, rows)
     log.info("translated %d images with %s (%s) into %s", len(rows), found["netG"], opt.checkpoint, output)
     return output

@@ -356,3 +356,21 @@ def test_auto_falls_back_when_dali_cannot_start(demo_root, tmp_path, monkeypatch
     with pytest.raises(dali.DaliUnavailable, match="--loader dali: DALI could not start.*no decoder.*--loader torch"):
         trainer_module.Trainer(training_options(demo_root / "unpaired", checkpoints_dir=tmp_path, loader="dali",
                                                 name="other"))
+
+
+def test_translate_with_the_dali_loader(demo_root, tmp_path):
+    from pyi2i.models import define_G
+    from pyi2i.models.original_format import to_original
+    from pyi2i.translate import parser, translate
+
+    torch.save(to_original(define_G("resnet_6blocks", 3, 3, 4, "instance")), tmp_path / "latest_net_G_A.pth")
+    outputs = {}
+    for loader in ("torch", "dali"):
+        outputs[loader] = translate(parser().parse_args([
+            "--checkpoint", str(tmp_path / "latest_net_G_A.pth"), "--input", str(demo_root / "unpaired" / "testA"),
+            "--output", str(tmp_path / loader), "--preprocess", "none", "--loader", loader, "--device", "cpu"]))
+    names = sorted(p.name for p in (outputs["torch"] / "images").iterdir())
+    assert len(names) == 8 and names == sorted(p.name for p in (outputs["dali"] / "images").iterdir())
+    for name in names:  # no resize with 'none' at these sizes: the same inputs, so the same outputs
+        a, b = (np.asarray(Image.open(outputs[k] / "images" / name), dtype=int) for k in ("torch", "dali"))
+        assert np.abs(a - b).max() <= 1, name
