@@ -20,8 +20,8 @@ def run_cli(main: Callable[[], None]) -> int:
     from pyi2i.ops import BackendUnavailable
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    user_errors = (DataError, DaliUnavailable, IncompatibleCheckpoint, NonFiniteLoss, BackendUnavailable, FileExistsError,
-                   FileNotFoundError, ValueError)
+    user_errors = (DataError, DaliUnavailable, IncompatibleCheckpoint, NonFiniteLoss, BackendUnavailable,
+                   FileExistsError, FileNotFoundError, ValueError)
     try:
         main()
     except user_errors as e:

@@ -30,6 +30,7 @@ LOADERS = ("auto", "torch", "dali")
 INSTALL = ('pip install "pyi2i[dali]" (the nvidia-dali-cuda130 package; on CUDA 12, '
            'pip install nvidia-dali-cuda120)')
 
+
 class DaliUnavailable(RuntimeError):
     """--loader dali was asked for and DALI is not installed, or cannot start on this device."""
 
@@ -83,7 +84,9 @@ class DaliLoader:
         self.sides = ("A",) if isinstance(dataset, SingleDataset) else ("A", "B")
         # Both halves of an aligned pair come from one file, decoded once.
         self.file_of = {"A": "A", "B": "A"} if isinstance(dataset, AlignedDataset) else {s: s for s in self.sides}
+        self.files = sorted(set(self.file_of.values()))
         self.crops = "crop" in self.opt.preprocess
+        self.inputs = self._inputs(boxes=isinstance(dataset, AlignedDataset))
         self.sizes: dict[str, tuple[int, int]] = {}  # header sizes, read once per file
         self.batches: list[list[int]] = []
         self.pending: dict[int, list[dict[str, ImageSpec]]] = {}  # fed but not yet returned, by iteration
@@ -132,14 +135,14 @@ class DaliLoader:
         return size
 
     def _feed(self, info) -> tuple[list[np.ndarray], ...]:
-        """The external source: one batch of encoded files and per-image geometry, in `_inputs` order."""
+        """The external source: one batch of encoded files and per-image geometry, in `self.inputs` order."""
         if info.iteration >= len(self.batches):
             raise StopIteration
         specs = [self.dataset.specs(i, self._size_of) for i in self.batches[info.iteration]]
         self.pending[info.iteration] = specs
-        columns = {name: [] for name in self._inputs()}
+        columns = {name: [] for name in self.inputs}
         for sample in specs:
-            for file in sorted(set(self.file_of.values())):
+            for file in self.files:
                 columns[f"encoded_{file}"].append(_read_bytes(sample[file].path))
             for side in self.sides:
                 spec = sample[side]
@@ -153,11 +156,12 @@ class DaliLoader:
                     columns[f"crop_{side}"].append(np.array(spec.params.crop_pos, np.int32))
         return tuple(columns.values())
 
-    def _inputs(self) -> list[str]:
-        names = [f"encoded_{file}" for file in sorted(set(self.file_of.values()))]
+    def _inputs(self, boxes: bool) -> list[str]:
+        """The external source's outputs: encoded files, then each side's geometry."""
+        names = [f"encoded_{file}" for file in self.files]
         for side in self.sides:
             names += [f"size_{side}", f"flip_{side}"]
-            if isinstance(self.dataset, AlignedDataset):
+            if boxes:
                 names += [f"box_start_{side}", f"box_shape_{side}"]
             if self.crops:
                 names.append(f"crop_{side}")
@@ -173,13 +177,12 @@ class DaliLoader:
                         prefetch_queue_depth=self.prefetch, seed=self.seed)
         crop = self.opt.crop_size
         with pipe:
-            names = self._inputs()
-            fed = dict(zip(names, fn.external_source(source=self._feed, batch=True, batch_info=True,
-                                                         num_outputs=len(names))))
+            fed = dict(zip(self.inputs, fn.external_source(source=self._feed, batch=True, batch_info=True,
+                                                               num_outputs=len(self.inputs))))
             # EXIF orientation is left alone, as PIL's Image.open leaves it.
             decoded = {file: fn.decoders.image(fed[f"encoded_{file}"], device="mixed" if gpu else "cpu",
                                                output_type=types.RGB, adjust_orientation=False)
-                       for file in sorted(set(self.file_of.values()))}
+                       for file in self.files}
             outputs = []
             for side in self.sides:
                 # The PIL path's order: region, grayscale, bicubic resize, crop, flip, to [-1, 1].
@@ -225,7 +228,8 @@ class DaliLoader:
         for side, tensor in tensors.items():
             target = dest[side].permute(0, 2, 3, 1) if self.channels_last else dest[side]
             if not target.is_contiguous():
-                raise ValueError(f"the buffer for {side} is not in the layout DALI writes ({'NHWC' if self.channels_last else 'NCHW'})")
+                layout = "NHWC" if self.channels_last else "NCHW"
+                raise ValueError(f"the buffer for {side} is not in the layout DALI writes ({layout})")
             feed_ndarray(tensor, target, cuda_stream=stream)
             batch[side] = dest[side]
             batch[f"{side}_paths"] = [sample[side].path for sample in specs]

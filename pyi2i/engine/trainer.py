@@ -149,7 +149,7 @@ class Trainer:
         except Exception as e:
             if opt.loader == "dali":
                 raise DaliUnavailable(f"--loader dali: DALI could not start on {self.device}: {e}; "
-                                   "use --loader torch") from e
+                                      "use --loader torch") from e
             log.warning("DALI could not start on %s (%s); loading with the torch loader", self.device, e)
             return None
 
