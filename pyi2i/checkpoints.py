@@ -8,11 +8,11 @@ is complete.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from pyi2i.fileio import atomic_write
 from pyi2i.models.original_format import IncompatibleCheckpoint, from_original, to_original
 
 FORMAT = "pyi2i-train"
@@ -23,18 +23,8 @@ ARCHITECTURE_KEYS = ("arch", "netG", "netD", "n_layers_D", "ngf", "ndf", "norm",
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """torch.save to `path` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def load(path: str | os.PathLike) -> dict:

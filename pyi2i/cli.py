@@ -16,11 +16,12 @@ def run_cli(main: Callable[[], None]) -> int:
     from pyi2i.data import DataError
     from pyi2i.data.dali import DaliUnavailable
     from pyi2i.engine.trainer import NonFiniteLoss
+    from pyi2i.errors import UserError
     from pyi2i.models.original_format import IncompatibleCheckpoint
     from pyi2i.ops import BackendUnavailable
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    user_errors = (DataError, DaliUnavailable, IncompatibleCheckpoint, NonFiniteLoss, BackendUnavailable,
+    user_errors = (UserError, DataError, DaliUnavailable, IncompatibleCheckpoint, NonFiniteLoss, BackendUnavailable,
                    FileExistsError, FileNotFoundError, ValueError)
     try:
         main()

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pyi2i import fileio
+
 log = logging.getLogger("pyi2i")
 
 
@@ -67,13 +69,10 @@ class CsvLog:
             self._rewrite(read_csv(self.path))
 
     def _rewrite(self, rows: list[dict]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with tmp.open("w", newline="") as f:
+        with fileio.atomic_write(self.path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(self.fields)
             writer.writerows([row.get(k, "") for k in self.fields] for row in rows)
-        tmp.replace(self.path)
 
     def write(self, row: dict) -> None:
         with self.path.open("a", newline="") as f:

@@ -20,18 +20,12 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from pyi2i import fileio
 from pyi2i.reports import read_csv
 
 log = logging.getLogger("pyi2i")
 
 PLOTS = {"losses": "losses", "training": "learning rate and throughput", "metrics": "metrics"}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """A reader (a browser refreshing the page) never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _numbers(rows: list[dict], x: str, y: str) -> tuple[list[float], list[float]]:
@@ -81,20 +75,20 @@ class RunReport:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.loss_names = list(loss_names)
         self.title = title or self.run_dir.name
-        _write_atomic(self.dir / "config.json", json.dumps(config, indent=1, sort_keys=True, default=str))
+        fileio.write_text(self.dir / "config.json", json.dumps(config, indent=1, sort_keys=True, default=str))
 
     # -- pieces ---------------------------------------------------------------------------------
     def add_note(self, text: str) -> None:
         """A line shown at the top of the report (e.g. why a metric is skipped), once."""
         notes = self._load("notes.json", [])
         if text not in notes:
-            _write_atomic(self.dir / "notes.json", json.dumps(notes + [text], indent=1))
+            fileio.write_text(self.dir / "notes.json", json.dumps(notes + [text], indent=1))
 
     def add_epoch(self, epoch: int, **fields) -> None:
         """Records a finished epoch (step, seconds, images_per_s, peak_memory, sample, metrics, ...)
         and updates the page."""
         piece = {"epoch": epoch, "time": datetime.datetime.now().isoformat(timespec="seconds"), **fields}
-        _write_atomic(self.dir / f"epoch_{epoch:03d}.json", json.dumps(piece, indent=1, default=str))
+        fileio.write_text(self.dir / f"epoch_{epoch:03d}.json", json.dumps(piece, indent=1, default=str))
         self.update()
 
     def epochs(self) -> list[dict]:
@@ -109,7 +103,7 @@ class RunReport:
         """Redraws the plots from the run's CSV logs and assembles index.html from the pieces."""
         plots = self._plots()
         page = self._page(plots, status)
-        _write_atomic(self.run_dir / "index.html", page)
+        fileio.write_text(self.run_dir / "index.html", page)
         return self.run_dir / "index.html"
 
     def _plots(self) -> list[str]:

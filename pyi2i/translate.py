@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pyi2i import checkpoints, reports
+from pyi2i import checkpoints, fileio, reports
 from pyi2i.cli import run_cli
 from pyi2i.data import SingleDataset
 from pyi2i.data.dali import LOADERS, DaliLoader, resolve_loader
@@ -106,9 +106,7 @@ def write_index(output: Path, rows: list[tuple[str, str, str]]) -> None:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>pyi2i results</title>"
             f"<style>img{{max-width:256px}} td{{padding:4px}}</style></head><body>"
             f"<table><tr><th>image</th><th>input</th><th>output</th></tr>\n{cells}\n</table></body></html>\n")
-    tmp = output / ".index.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(output / "index.html")
+    fileio.write_text(output / "index.html", page)
 
 
 def _images(dataset: SingleDataset, loader: str, device: torch.device):
