@@ -35,10 +35,10 @@ std::tuple<Tensor, Tensor, Tensor> instance_norm_act_bwd(const Tensor& grad_out,
                                                          const Tensor& mean, const Tensor& rstd,
                                                          c10::string_view act);
 
-// pred: any shape, dense in any memory format. Returns a 0-dim tensor of pred's dtype.
+// pred: any shape, dense in any memory format. Returns a 0-dim fp32 tensor; grad is 0-dim fp32.
 Tensor gan_loss_fwd(const Tensor& pred, bool target_is_real, c10::string_view mode);
 Tensor gan_loss_bwd(const Tensor& grad, const Tensor& pred, bool target_is_real, c10::string_view mode);
-// x, y: one shape and one set of strides, dense. Returns a 0-dim tensor of x's dtype.
+// x, y: one shape, dtype and set of strides, dense. Returns a 0-dim fp32 tensor; grad is 0-dim fp32.
 Tensor l1_loss_fwd(const Tensor& x, const Tensor& y);
 std::tuple<Tensor, Tensor> l1_loss_bwd(const Tensor& grad, const Tensor& x, const Tensor& y);
 

@@ -24,8 +24,11 @@ void check_same_layout(const char* op, const char* name, const Tensor& t, const 
   TORCH_CHECK(same, op, ": ", name, " must have ", like_name, "'s strides ", like.strides(), ", got ", t.strides());
 }
 
+// The loss is fp32 whatever the inputs' dtype (it is summed in fp32), so its gradient is too.
 void check_grad(const char* op, const Tensor& grad, const char* like_name, const Tensor& like) {
-  check_like(op, "grad", grad, like_name, like);
+  TORCH_CHECK(grad.device() == like.device(), op, ": grad must be on ", like_name, "'s device ", like.device(),
+              ", got ", grad.device());
+  TORCH_CHECK(grad.scalar_type() == at::kFloat, op, ": grad must be float32, got ", grad.scalar_type());
   TORCH_CHECK(grad.numel() == 1, op, ": grad must hold one element (the loss is a scalar), got shape ",
               grad.sizes());
 }
@@ -38,13 +41,14 @@ LossKind gan_loss_kind(c10::string_view mode) {
   TORCH_CHECK(false, "gan_loss: mode must be 'lsgan' or 'vanilla', got '", std::string(mode), "'");
 }
 
-// The mean of the loss over all elements of a (and b), as a 0-dim tensor of a's dtype.
+// The mean of the loss over all elements of a (and b), as a 0-dim fp32 tensor: the callers cast it
+// to the dtype the reference gives (fp32 under autocast, the inputs' dtype otherwise).
 Tensor loss_mean(const Tensor& a, const Tensor* b, LossKind kind, float target) {
-  Tensor loss = at::empty({}, a.options());
+  Tensor loss = at::empty({}, a.options().dtype(at::kFloat));
   dispatch_float_types(a.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     const LossParams<T> p{a.data_ptr<T>(), b ? b->data_ptr<T>() : nullptr, a.numel(), kind, target,
-                          loss.data_ptr<T>(), nullptr, nullptr, nullptr};
+                          loss.data_ptr<float>(), nullptr, nullptr, nullptr};
     run_kernel(
         a, [&] { loss_mean_cpu(p); }, [&](auto stream, auto alloc) { loss_mean_cuda(p, stream, alloc); });
   });
@@ -59,7 +63,7 @@ std::tuple<Tensor, Tensor> loss_grad(const Tensor& grad, const Tensor& a, const 
   dispatch_float_types(a.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
     const LossParams<T> p{a.data_ptr<T>(), b ? b->data_ptr<T>() : nullptr, a.numel(), kind, target,
-                          nullptr, grad.data_ptr<T>(), grad_a.data_ptr<T>(), b ? grad_b.data_ptr<T>() : nullptr};
+                          nullptr, grad.data_ptr<float>(), grad_a.data_ptr<T>(), b ? grad_b.data_ptr<T>() : nullptr};
     run_kernel(
         a, [&] { loss_grad_cpu(p); }, [&](auto stream, auto alloc) { loss_grad_cuda(p, stream, alloc); });
   });

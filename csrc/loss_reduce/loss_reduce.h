@@ -52,8 +52,8 @@ struct LossParams {
   int64_t n;          // number of elements
   LossKind kind;
   float target;       // GAN target, 1 (real) or 0 (fake)
-  T* loss;            // (): forward output, mean over the n elements
-  const T* grad;      // (): backward input, dL/dloss
+  float* loss;        // (): forward output, mean over the n elements, fp32 whatever T
+  const float* grad;  // (): backward input, dL/dloss, fp32 whatever T
   T* grad_a;          // (n,) like a: backward output
   T* grad_b;          // (n,) like b: backward output, -grad_a for L1; nullptr for the GAN losses
 };

@@ -43,7 +43,7 @@ void loss_mean_cpu(const LossParams<T>& p) {
     });
     double sum = 0.0;
     for (float s : partial) sum += s;
-    *p.loss = static_cast<T>(static_cast<float>(sum / static_cast<double>(p.n)));
+    *p.loss = static_cast<float>(sum / static_cast<double>(p.n));
   });
 }
 

@@ -41,18 +41,18 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    loss_finalize_kernel(const float* partials /* (count,) */, int64_t count, int64_t n, T* loss /* () */) {
+    loss_finalize_kernel(const float* partials /* (count,) */, int64_t count, int64_t n, float* loss /* () fp32 */) {
   __shared__ float smem[kThreads / kWarpSize];
   float acc[1] = {0.f};
   for (int64_t i = threadIdx.y; i < count; i += kThreads) acc[0] += partials[i];
   block_allreduce(acc, smem);
-  if (threadIdx.y == 0) *loss = static_cast<T>(static_cast<float>(double(acc[0]) / double(n)));
+  if (threadIdx.y == 0) *loss = static_cast<float>(double(acc[0]) / double(n));
 }
 
 template <class Loss, typename T, int VEC>
 __global__ void __launch_bounds__(kThreads) loss_grad_kernel(const LossParams<T> p, Loss loss) {
   // Read on the device: the upstream gradient never comes back to the host.
-  const float scale = static_cast<float>(double(static_cast<float>(*p.grad)) / double(p.n));
+  const float scale = static_cast<float>(double(*p.grad) / double(p.n));
   grid_stride_vectors<VEC, Loss::kBinary>(p.a, p.b, p.n, [&](int64_t at, const auto& a, const auto& b) {
     using V = std::decay_t<decltype(a)>;
     V grad_a, grad_b;

@@ -27,6 +27,8 @@ from typing import Callable
 
 import torch
 
+from pyi2i.ops._layout import memory_format  # noqa: F401  the layout its kernels run in
+
 NAMESPACE = "pyi2i_C"
 PREBUILT_MODULE = "pyi2i._C"
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
@@ -148,31 +150,13 @@ _has_cuda_kernels = False
 
 def on_load(fn: Callable[[], None]) -> Callable[[], None]:
     """Runs `fn` once the extension is loaded (now, if it already is). Fake kernels and autograd
-    formulas are registered this way: registering them needs the operators to exist."""
+    formulas are registered this way (pyi2i/ops/_library.py): registering them needs the operators
+    to exist."""
     if isinstance(_extension_or_error, ModuleType):
         fn()
     else:
         _hooks.append(fn)
     return fn
-
-
-def register_op(op: str, fake_fwd: Callable, fake_bwd: Callable, backward: Callable, setup_context: Callable) -> None:
-    """Once the extension loads, registers the fake kernels of `op`_fwd and `op`_bwd and the
-    autograd formula of `op`_fwd. `op`_bwd gets one that raises: backpropagating through a gradient
-    (create_graph=True, as in a gradient penalty) must fail, not silently drop second-order terms."""
-
-    def no_double_backward(ctx, *grads):
-        raise RuntimeError(f"the 'cuda' backend of {op} has no double backward; use impl='ref' where a gradient "
-                           "is itself differentiated (a gradient penalty)")
-
-    def register() -> None:
-        name = f"{NAMESPACE}::{op}"
-        torch.library.register_fake(f"{name}_fwd")(fake_fwd)
-        torch.library.register_fake(f"{name}_bwd")(fake_bwd)
-        torch.library.register_autograd(f"{name}_fwd", backward, setup_context=setup_context)
-        torch.library.register_autograd(f"{name}_bwd", no_double_backward, setup_context=lambda ctx, inputs, output: None)
-
-    on_load(register)
 
 
 def _extension() -> ModuleType | BaseException:
@@ -215,19 +199,3 @@ def ops():
     if isinstance(extension, BaseException):
         raise RuntimeError("pyi2i's C++/CUDA extension is unavailable") from extension
     return getattr(torch.ops, NAMESPACE)
-
-
-def dense(x: torch.Tensor) -> torch.Tensor:
-    """x when contiguous in NCHW or channels_last order (the loss kernels walk storage in order),
-    else a contiguous copy."""
-    if x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
-        return x
-    return x.contiguous()
-
-
-def memory_format(x: torch.Tensor) -> torch.memory_format:
-    """The layout the kernels run x in: NCHW unless x is channels_last-contiguous (other strides
-    are made NCHW-contiguous)."""
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format

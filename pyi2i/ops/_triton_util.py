@@ -15,9 +15,6 @@ from types import ModuleType
 
 import torch
 
-DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
 @functools.cache
 def _triton_import_error() -> str | None:
     try:
@@ -71,21 +68,6 @@ def parallel_programs(device: torch.device) -> int:
     return 2 * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
-def check_floating(name: str, t: torch.Tensor, device: torch.device) -> None:
-    if t.dtype not in DTYPES:
-        raise TypeError(f"{name} must be float32, float16 or bfloat16, got {t.dtype}")
-    if t.device != device:
-        raise ValueError(f"{name} is on {t.device} but the input is on {device}")
-
-
-def dense(t: torch.Tensor) -> torch.Tensor:
-    """t itself when its elements fill one block of memory (NCHW or channels_last), else a
-    contiguous copy: a flat reduction may then visit the memory in order."""
-    if t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)):
-        return t
-    return t.contiguous()
-
-
 FLAT_BLOCK = 4096  # elements per program of a flat reduction: 16 fp32 per thread at 8 warps
 
 
@@ -99,7 +81,7 @@ def next_power_of_2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
-def mean_of_partials(partials: torch.Tensor, numel: int, dtype: torch.dtype) -> torch.Tensor:
-    """The second stage of a flat mean: the per-program fp32 sums reduced by torch.sum, whose
-    order is fixed for a given size (deterministic, no atomics)."""
-    return (partials.sum() / numel).to(dtype)
+def mean_of_partials(partials: torch.Tensor, numel: int) -> torch.Tensor:
+    """The second stage of a flat mean, in fp32: the per-program fp32 sums reduced by torch.sum,
+    whose order is fixed for a given size (deterministic, no atomics)."""
+    return partials.sum() / numel

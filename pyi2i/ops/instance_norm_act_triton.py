@@ -1,12 +1,10 @@
-"""Triton backend of instance_norm_act (semantics: pyi2i.ops.norm_act; device code:
-kernels/norm_act.py, installed as pyi2i._triton.norm_act).
-
-Two custom ops, so torch.compile and CUDA graph capture see one op per direction:
+"""Triton backend of instance_norm_act (semantics and glue: pyi2i/ops/norm_act.py; device code:
+kernels/norm_act.py, installed as pyi2i._triton.norm_act). The kernels of the operators
 
     pyi2i::instance_norm_act_fwd(x, weight, bias, residual, act, eps) -> (y, mean, rstd)
     pyi2i::instance_norm_act_bwd(dy, x, weight, bias, mean, rstd, act) -> (dx, dweight, dbias)
 
-For backward only x and the (N, C) fp32 statistics are kept: x_hat and the sign of the
+For backward only x and the (N * C,) fp32 statistics are kept: x_hat and the sign of the
 pre-activation are recomputed from them, which costs less than storing and reading x_hat back.
 The residual's gradient is dy itself.
 
@@ -16,19 +14,20 @@ is copied to NCHW first. The output (and dx) is in the format read.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
 
+from pyi2i.ops._layout import memory_format as _memory_format
 from pyi2i.ops._triton_util import (
-    check_floating,
     device_guard,
     kernels,
     next_power_of_2,
     parallel_programs,
     unavailable_reason,
 )
-from pyi2i.ops.norm_act import ACTIVATIONS, LEAKY_RELU_SLOPE
+from pyi2i.ops.norm_act import LEAKY_RELU_SLOPE, fused
 
 __all__ = ["instance_norm_act", "unavailable_reason"]
 
@@ -50,13 +49,6 @@ class _Plan(NamedTuple):
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    """The format the kernels read x in: channels_last when x is laid out so (and not also NCHW)."""
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _plan(x: torch.Tensor, channels_last: bool) -> _Plan:
@@ -98,8 +90,10 @@ def _act_meta(act: str, weight: torch.Tensor | None, bias: torch.Tensor | None) 
     return dict(ACT=act, SLOPE=LEAKY_RELU_SLOPE, HAS_W=weight is not None, HAS_B=bias is not None)
 
 
-@torch.library.custom_op("pyi2i::instance_norm_act_fwd", mutates_args=())
-def _fwd(
+instance_norm_act = functools.partial(fused, backend="triton")  # see pyi2i.ops.instance_norm_act
+
+
+def fwd(
     x: torch.Tensor,
     weight: torch.Tensor | None,
     bias: torch.Tensor | None,
@@ -107,13 +101,13 @@ def _fwd(
     act: str,
     eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """y like x in the format read; mean and rstd (N, C) fp32."""
+    """y like x in the format read; mean and rstd (N * C,) fp32."""
     fmt = _memory_format(x)
     x = x.contiguous(memory_format=fmt)
     if residual is not None:
         residual = residual.contiguous(memory_format=fmt)
     y = torch.empty_like(x, memory_format=fmt)
-    mean = torch.empty(x.shape[:2], dtype=torch.float32, device=x.device)
+    mean = torch.empty(x.shape[0] * x.shape[1], dtype=torch.float32, device=x.device)
     rstd = torch.empty_like(mean)
     if x.numel() == 0:
         return y, mean, rstd
@@ -130,14 +124,7 @@ def _fwd(
     return y, mean, rstd
 
 
-@_fwd.register_fake
-def _(x, weight, bias, residual, act, eps):
-    mean = x.new_empty(x.shape[:2], dtype=torch.float32)
-    return torch.empty_like(x, memory_format=_memory_format(x)), mean, torch.empty_like(mean)
-
-
-@torch.library.custom_op("pyi2i::instance_norm_act_bwd", mutates_args=())
-def _bwd(
+def bwd(
     dy: torch.Tensor,
     x: torch.Tensor,
     weight: torch.Tensor | None,
@@ -167,71 +154,3 @@ def _bwd(
             )
     sum_dz, sum_dz_xhat = sums
     return dx, sum_dz_xhat.sum(dim=0), sum_dz.sum(dim=0)
-
-
-@_bwd.register_fake
-def _(dy, x, weight, bias, mean, rstd, act):
-    channel_sums = x.new_empty(x.shape[1:2], dtype=torch.float32)
-    return torch.empty_like(x, memory_format=_memory_format(x)), channel_sums, torch.empty_like(channel_sums)
-
-
-def _setup_context(ctx, inputs, output):
-    x, weight, bias, residual, act, _ = inputs
-    _, mean, rstd = output
-    ctx.save_for_backward(x, weight, bias, mean, rstd)
-    ctx.act = act
-    ctx.residual_dtype = None if residual is None else residual.dtype
-    ctx.mark_non_differentiable(mean, rstd)
-
-
-def _backward(ctx, dy, _dmean, _drstd):
-    x, weight, bias, mean, rstd = ctx.saved_tensors
-    dx, dweight, dbias = _bwd(dy, x, weight, bias, mean, rstd, ctx.act)
-    return (
-        dx,
-        None if weight is None else dweight.to(weight.dtype),
-        None if bias is None else dbias.to(bias.dtype),
-        None if ctx.residual_dtype is None else dy.to(ctx.residual_dtype),
-        None,
-        None,
-    )
-
-
-torch.library.register_autograd("pyi2i::instance_norm_act_fwd", _backward, setup_context=_setup_context)
-
-
-def _check_inputs(x, weight, bias, residual, act) -> None:
-    if act not in ACTIVATIONS:
-        raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
-    if x.dim() != 4:
-        raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
-    check_floating("x", x, x.device)
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None:
-            check_floating(name, p, x.device)
-            if p.shape != x.shape[1:2]:
-                raise ValueError(f"{name} must be ({x.shape[1]},), got shape {tuple(p.shape)}")
-    if residual is not None:
-        check_floating("residual", residual, x.device)
-        if residual.shape != x.shape:
-            raise ValueError(f"residual shape {tuple(residual.shape)} does not match x shape {tuple(x.shape)}")
-    if x.shape[1:].numel() >= 2**31:  # offsets within a sample are 32-bit
-        raise ValueError(f"one sample of x must hold fewer than 2**31 elements, got shape {tuple(x.shape)}")
-
-
-def instance_norm_act(
-    x: torch.Tensor,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    residual: torch.Tensor | None,
-    act: str,
-    eps: float,
-) -> torch.Tensor:
-    """residual + act(instance_norm(x) * weight + bias).
-
-    x: (N, C, H, W), NCHW or channels_last, fp32/fp16/bf16; weight, bias: (C,) or None;
-    residual: like x or None. Returns a tensor like x (dtype and memory format). A 1x1 plane
-    normalises to 0, as ATen's instance_norm gives.
-    """
-    _check_inputs(x, weight, bias, residual, act)
-    return _fwd(x, weight, bias, residual, act, eps)[0]
