@@ -93,15 +93,9 @@ def _act_meta(act: str, weight: torch.Tensor | None, bias: torch.Tensor | None) 
 instance_norm_act = functools.partial(fused, backend="triton")  # see pyi2i.ops.instance_norm_act
 
 
-def fwd(
-    x: torch.Tensor,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    residual: torch.Tensor | None,
-    act: str,
-    eps: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """y like x in the format read; mean and rstd (N * C,) fp32."""
+def fwd(x, weight, bias, residual, act: str, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The operator's kernel (arguments: see its schema in norm_act.py). y like x in the format
+    read; mean and rstd (N * C,) fp32."""
     fmt = _memory_format(x)
     x = x.contiguous(memory_format=fmt)
     if residual is not None:
@@ -124,16 +118,8 @@ def fwd(
     return y, mean, rstd
 
 
-def bwd(
-    dy: torch.Tensor,
-    x: torch.Tensor,
-    weight: torch.Tensor | None,
-    bias: torch.Tensor | None,
-    mean: torch.Tensor,
-    rstd: torch.Tensor,
-    act: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """dx like x in the format read; dweight and dbias (C,) fp32 (the sums over N and HW)."""
+def bwd(dy, x, weight, bias, mean, rstd, act: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The operator's kernel (arguments: see its schema in norm_act.py). dx like x in the format read; dweight and dbias (C,) fp32 (the sums over N and HW)."""
     fmt = _memory_format(x)
     x = x.contiguous(memory_format=fmt)
     dy = dy.contiguous(memory_format=fmt)

@@ -2,7 +2,7 @@
 
 The fused backends ('triton' in pyi2i/ops/l1_loss_triton.py, 'cuda' in csrc/loss_reduce/) share the
 glue below: the operators `l1_loss_fwd(x, y) -> loss` (fp32) and `l1_loss_bwd(grad, x, y) -> (dx, dy)`
-(each like x), their fake kernels and autograd formula (see _library).
+(both like x), their fake kernels and autograd formula (see _library).
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def _fake_fwd(x, y):
 
 
 def _fake_bwd(grad, x, y):
-    return torch.empty_like(x), torch.empty_like(y)
+    grad_x = torch.empty_like(dense(x))
+    return grad_x, torch.empty_like(grad_x)
 
 
 def _setup_context(ctx, inputs, output):
