@@ -9,8 +9,8 @@ The extension registers dispatcher operators `torch.ops.pyi2i_C.*` with kernels 
   from the cache and any change rebuilds. CUDA sources are compiled only when torch has CUDA and
   the toolkit (nvcc and its headers, under CUDA_HOME) is found; the build is CPU-only otherwise.
 
-A failed build is not hidden: `unavailable_reason` reports it (so an explicit impl='cuda' raises
-with it) and it is warned about once.
+A failed build is not hidden: `unavailable_reason` reports it, so an explicit impl='cuda' raises
+with it and impl='auto' warns once with it as it falls back.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import hashlib
 import importlib
 import os
 import sys
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Callable
@@ -170,7 +169,6 @@ def _extension() -> ModuleType | BaseException:
             for hook in _hooks:
                 hook()
         except Exception as e:  # noqa: BLE001 - reported by unavailable_reason, raised by ops()
-            warnings.warn(f"pyi2i's C++/CUDA ops are unavailable: {_summary(e)}", RuntimeWarning, stacklevel=3)
             _extension_or_error = e
     return _extension_or_error
 

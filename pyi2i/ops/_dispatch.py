@@ -8,9 +8,11 @@ Each op module `pyi2i/ops/<op>.py` holds the pure-PyTorch reference (the specifi
     <op>(...)                                            # same signature and semantics as the reference
 
 so adding a backend to an op only adds a module. `impl='auto'` tries the fast backends in order on
-CUDA tensors and falls back to the reference, saying once which one it chose; an explicit `impl` (argument or the
-PYI2I_IMPL environment variable, which overrides the argument) never falls back: it raises with the
-reason.
+CUDA tensors and falls back to the reference, saying once which one it chose. A fast backend that
+cannot run (Triton without a usable GPU driver, the extension not built, a dtype the kernels do not
+take) gives way to the next with one warning naming the reason, never a crash. An explicit `impl`
+(argument or the PYI2I_IMPL environment variable, which overrides the argument) never falls back:
+it raises with the reason.
 """
 
 from __future__ import annotations
@@ -19,12 +21,16 @@ import contextlib
 import importlib
 import logging
 import os
+import warnings
 from typing import Callable
 
 import torch
 
+from pyi2i.ops._layout import KERNEL_DTYPES
+
 IMPLS = ("auto", "ref", "triton", "cuda")
 FAST_BACKENDS = ("cuda", "triton")  # preference order for impl='auto'
+FAST_DEVICES = ("cuda",)  # devices where impl='auto' tries them; elsewhere the reference is fastest
 
 log = logging.getLogger("pyi2i.ops")
 
@@ -72,6 +78,8 @@ def _try_backend(op: str, backend: str, x: torch.Tensor) -> tuple[Callable | Non
     module = _backend_module(op, backend)
     if isinstance(module, str):
         return None, module
+    if x.dtype not in KERNEL_DTYPES:
+        return None, f"{backend!r} backend of {op!r} takes float32, float16 or bfloat16 inputs, got {x.dtype}"
     reason = module.unavailable_reason(x)
     if reason is not None:
         return None, f"{backend!r} backend of {op!r} cannot run here: {reason}"
@@ -106,14 +114,26 @@ def select(op: str, impl: str, x: torch.Tensor, reference: Callable) -> Callable
         return fn
     # Fast backends exist for GPUs; on a CPU the reference is both the fastest and the specification
     # (the C++ and interpreted Triton CPU paths are there to be tested, and ask for by name).
-    if x.device.type == "cuda":
+    if x.device.type in FAST_DEVICES:
         for backend in FAST_BACKENDS:
-            fn, _ = _try_backend(op, backend, x)
+            fn, reason = _try_backend(op, backend, x)
             if fn is not None:
                 _announce(op, backend, x)
                 return fn
+            _warn_fallback(op, backend, x, reason)
     _announce(op, "ref", x)
     return reference
+
+
+_warned: set[tuple[str, str, str]] = set()
+
+
+def _warn_fallback(op: str, backend: str, x: torch.Tensor, reason: str) -> None:
+    """One warning per op, backend and device type: the reason is the same on every call."""
+    key = (op, backend, x.device.type)
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(f"pyi2i.ops: {reason}; impl='auto' falls back to the next backend", RuntimeWarning, stacklevel=4)
 
 
 def _announce(op: str, backend: str, x: torch.Tensor) -> None:

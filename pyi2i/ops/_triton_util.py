@@ -32,13 +32,34 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# Triton's README lists NVIDIA GPUs of compute capability 8.0 and newer as supported hardware.
+MIN_CAPABILITY = (8, 0)
+
+
+@functools.cache
+def gpu_error(device_index: int) -> str | None:
+    """None when Triton can compile for and launch on this GPU, else why not (an old GPU, or a
+    driver Triton cannot use: found here, before a kernel fails at its first launch)."""
+    capability = torch.cuda.get_device_capability(device_index)
+    if capability < MIN_CAPABILITY:
+        return (f"Triton supports GPUs of compute capability {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} and newer, "
+                f"GPU {device_index} has {capability[0]}.{capability[1]}")
+    try:
+        from triton.runtime import driver
+
+        driver.active.get_current_target()
+    except Exception as e:  # noqa: BLE001 - any failure here means the kernels cannot launch
+        return f"Triton cannot use the GPU driver: {type(e).__name__}: {e}"
+    return None
+
+
 def unavailable_reason(x: torch.Tensor) -> str | None:
     """None when the Triton kernels can run on x, else why not."""
     reason = _triton_import_error()
     if reason is not None:
         return reason
     if x.is_cuda:
-        return None
+        return gpu_error(x.device.index if x.device.index is not None else torch.cuda.current_device())
     if x.device.type == "cpu" and interpreting():
         return None
     return f"the input is on {x.device.type}; Triton runs on CUDA tensors, or on CPU under TRITON_INTERPRET=1"
