@@ -3,20 +3,27 @@
 Under autocast the networks' outputs are bf16 (or fp16) while the images from the data loader stay
 fp32, and the norms' parameters stay fp32 while their inputs are low precision. Each case runs an op
 through one backend, under `torch.autocast("cpu", torch.bfloat16)` as the training step does or with
-explicitly mixed dtypes, and compares the output and every gradient with autograd over the plain
-PyTorch expression under the same autocast state: the same dtypes, and values within a tolerance
-relative to the reference tensor's own magnitude. The 'cuda' backend runs its C++ CPU kernels here,
-the 'triton' backend Triton's CPU interpreter.
+explicitly mixed dtypes, and checks the output and every gradient against autograd over the plain
+PyTorch expression:
+
+- dtypes: those the expression gives under the same autocast state;
+- values: parity's error rule (tests/parity.py), against the expression run in fp64 without
+  autocast, allowing twice the error the expression itself makes under the same autocast state plus
+  the op's tolerance for the lowest precision in play, relative to the compared tensor's magnitude.
+
+The 'cuda' backend runs its C++ CPU kernels here, the 'triton' backend Triton's CPU interpreter.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from parity import assert_matches, forward_backward, gan_loss_reference, l1_loss_reference, to_dtype
 from parity import interpret_triton_on_cpu  # noqa: F401  autouse: Triton's CPU interpreter without a GPU
 from pyi2i import ops
 
@@ -24,55 +31,32 @@ BF16, FP16, FP32 = torch.bfloat16, torch.float16, torch.float32
 BACKENDS = [
     "ref",
     "cuda",
-    pytest.param("triton", marks=pytest.mark.skipif(
-        not __import__("importlib.util").util.find_spec("triton"), reason="the Triton backend needs triton")),
+    pytest.param("triton", marks=pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                                                    reason="the Triton backend needs the triton package")),
 ]
-# Largest error allowed, as a fraction of the largest magnitude in the reference tensor. The lowest
-# precision among a case's dtypes sets it: a few units of its rounding, since the fused kernels and
-# PyTorch round in different places (bf16 keeps 8 bits, fp16 11).
-RTOL = {BF16: 2e-2, FP16: 4e-3, FP32: 1e-5}
 CONTEXTS = ["autocast", "plain"]
+PRECISION = [FP32, FP16, BF16]  # from the widest to the narrowest
 
 
 def _context(name: str):
     return torch.autocast("cpu", torch.bfloat16) if name == "autocast" else contextlib.nullcontext()
 
 
-def _leaves(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-    return [None if t is None else t.detach().clone().requires_grad_() for t in tensors]
-
-
-def _run(fn, inputs: list[torch.Tensor | None], context: str, grad_out_seed: int = 1):
-    """fn(*inputs) under `context`, and the gradients of a random weighting of its output with
-    respect to every input (None where an input is None)."""
+def _check(op: str, fused, reference, inputs: dict, context: str, skip: tuple[str, ...] = ()) -> None:
+    """Compares the output and the gradient of every tensor input (but those named in `skip`)."""
+    grad_out = torch.randn(reference(**to_dtype(inputs, torch.float64)).shape, dtype=torch.float64)
     with _context(context):
-        out = fn(*inputs)
-    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_out_seed)).to(out.dtype)
-    present = [t for t in inputs if t is not None]
-    grads = iter(torch.autograd.grad((out * weights).sum(), present))
-    return out, [None if t is None else next(grads) for t in inputs]
-
-
-def _assert_close(name: str, got: torch.Tensor, expected: torch.Tensor, rtol: float) -> None:
-    assert got.dtype == expected.dtype, f"{name}: dtype {got.dtype}, the reference gives {expected.dtype}"
-    assert got.shape == expected.shape, f"{name}: shape {tuple(got.shape)}, the reference gives {tuple(expected.shape)}"
-    scale = expected.double().abs().max().item()
-    assert scale > 0, f"{name}: the reference is all zeros, so this case could not see a wrong result"
-    err = (got.double() - expected.double()).abs().max().item()
-    assert err <= rtol * scale, f"{name}: max error {err:.3g} exceeds {rtol:g} x the reference's magnitude {scale:.3g}"
-
-
-def _check(fused, reference, inputs, context: str, names: list[str | None]) -> None:
-    """Compares output and gradients; `names` names each input's gradient, None to leave it out."""
-    rtol = max(RTOL[t.dtype] for t in inputs if t is not None)
-    if context == "autocast":
-        rtol = max(rtol, RTOL[BF16])
-    got, got_grads = _run(fused, _leaves(*inputs), context)
-    expected, expected_grads = _run(reference, _leaves(*inputs), context)
-    _assert_close("output", got, expected, rtol)
-    for name, g, e in zip(names, got_grads, expected_grads):
-        if name is not None:
-            _assert_close(f"grad of {name}", g, e, rtol)
+        got = forward_backward(fused, inputs, grad_out)
+        low = forward_backward(reference, inputs, grad_out)
+    exact = forward_backward(reference, to_dtype(inputs, torch.float64), grad_out)
+    dtypes = [t.dtype for t in inputs.values() if t is not None] + ([BF16] if context == "autocast" else [])
+    narrowest = max(dtypes, key=PRECISION.index)
+    for name in exact:
+        if name.removeprefix("d") in skip:
+            continue
+        assert got[name].dtype == low[name].dtype, (
+            f"{name}: dtype {got[name].dtype}, the reference gives {low[name].dtype}")
+        assert_matches(name, got[name], low[name], exact[name], op=op, dtype=narrowest)
 
 
 def test_the_mixed_dtype_example_gives_the_references_value_and_gradients():
@@ -80,7 +64,8 @@ def test_the_mixed_dtype_example_gives_the_references_value_and_gradients():
     x = torch.randn(2, 3, 16, 16).tanh().bfloat16()
     y = torch.rand(2, 3, 16, 16) * 2 - 1
     for backend in ("cuda", "triton"):
-        _check(lambda a, b, impl=backend: ops.l1_loss(a, b, impl=impl), F.l1_loss, [x, y], "plain", ["x", "y"])
+        _check("l1_loss", lambda x, y, impl=backend: ops.l1_loss(x, y, impl=impl), l1_loss_reference,
+               dict(x=x, y=y), "plain")
 
 
 L1_DTYPES = [(BF16, FP32), (FP32, BF16), (FP16, FP32), (FP32, FP16), (BF16, BF16)]
@@ -92,14 +77,7 @@ L1_DTYPES = [(BF16, FP32), (FP32, BF16), (FP16, FP32), (FP32, FP16), (BF16, BF16
 def test_l1_loss(backend, dtypes, context):
     x = torch.randn(2, 3, 6, 5).to(dtypes[0])
     y = torch.randn(2, 3, 6, 5).to(dtypes[1])
-    _check(lambda a, b: ops.l1_loss(a, b, impl=backend), F.l1_loss, [x, y], context, ["x", "y"])
-
-
-def _gan_reference(pred, target_is_real, mode):
-    target = torch.full_like(pred, 1.0 if target_is_real else 0.0)
-    if mode == "lsgan":
-        return F.mse_loss(pred, target)
-    return F.binary_cross_entropy_with_logits(pred, target)
+    _check("l1_loss", lambda x, y: ops.l1_loss(x, y, impl=backend), l1_loss_reference, dict(x=x, y=y), context)
 
 
 @pytest.mark.parametrize("context", CONTEXTS)
@@ -109,8 +87,8 @@ def _gan_reference(pred, target_is_real, mode):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gan_loss(backend, mode, target_is_real, dtype, context):
     pred = (torch.randn(2, 1, 5, 6) * 2).to(dtype)
-    _check(lambda p: ops.gan_loss(p, target_is_real, mode, impl=backend),
-           lambda p: _gan_reference(p, target_is_real, mode), [pred], context, ["pred"])
+    _check("gan_loss", lambda pred: ops.gan_loss(pred, target_is_real, mode, impl=backend),
+           lambda pred: gan_loss_reference(pred, target_is_real, mode), dict(pred=pred), context)
 
 
 # (x's dtype, the dtype of the affine parameters and of the residual): autocast keeps parameters
@@ -135,8 +113,8 @@ def test_instance_norm_act(backend, dtypes, context):
     def fused(x, weight, bias, residual):
         return ops.instance_norm_act(x, weight, bias, residual=residual, act="leaky_relu", impl=backend)
 
-    _check(fused, _instance_norm_act_reference, [x, weight, bias, residual], context,
-           ["x", "weight", "bias", "residual"])
+    _check("instance_norm_act", fused, _instance_norm_act_reference,
+           dict(x=x, weight=weight, bias=bias, residual=residual), context)
 
 
 # Outside autocast the reference's convolution needs one dtype; under it, any mix.
@@ -157,5 +135,5 @@ def test_conv_norm_act(backend, context, x_dtype, weight_dtype):
     weight, bias = (torch.randn(4, 3, 4, 4) * 0.2).to(weight_dtype), torch.randn(4).to(weight_dtype)
     # The bias is a per-channel constant that the norm subtracts again: its true gradient is 0, and
     # what either side computes for it is rounding noise, so it is not compared.
-    _check(lambda x, w, b: ops.conv_norm_act(x, w, b, stride=2, impl=backend), _conv_norm_act_reference,
-           [x, weight, bias], context, ["x", "weight", None])
+    _check("conv_norm_act", lambda x, weight, bias: ops.conv_norm_act(x, weight, bias, stride=2, impl=backend),
+           _conv_norm_act_reference, dict(x=x, weight=weight, bias=bias), context, skip=("bias",))
