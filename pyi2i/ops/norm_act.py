@@ -135,8 +135,8 @@ def fused(
     _check_inputs(x, weight, bias, residual, act)
     fmt = memory_format(x)
     x = x.contiguous(memory_format=fmt)
-    if residual is not None:
-        residual = residual.to(x.dtype, memory_format=fmt)
+    if residual is not None and (residual.dtype != x.dtype or not residual.is_contiguous(memory_format=fmt)):
+        residual = torch.empty_like(x).copy_(residual)  # one pass: cast and lay out like x
     out, _, _ = _library.backend_ops(backend).instance_norm_act_fwd(
         x, _param(weight, x.dtype), _param(bias, x.dtype), residual, act, eps)
     return out
