@@ -1,6 +1,7 @@
 // Registers the operators as torch.ops.pyi2i_C.*: dispatcher ops (not Python bindings), so that
 // torch.compile and CUDA graph capture see each as a single op. Fake (meta) kernels and autograd
-// formulas are registered from Python, in pyi2i/ops/<op>_cuda.py.
+// formulas are registered from Python, in pyi2i/ops/_library.py (the same for the Triton operators,
+// whose schemas match these).
 #include <Python.h>
 #include <torch/library.h>
 

@@ -41,15 +41,9 @@ def activation(x: torch.Tensor, act: str) -> torch.Tensor:
     raise ValueError(f"act must be one of {ACTIVATIONS}, got {act!r}")
 
 
-def _instance_norm_act_ref(
-    x: torch.Tensor,
-    weight: torch.Tensor | None = None,
-    bias: torch.Tensor | None = None,
-    residual: torch.Tensor | None = None,
-    act: str = "none",
-    eps: float = 1e-5,
-    upcast: bool = False,
-) -> torch.Tensor:
+def _instance_norm_act_ref(x: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
+                           residual: torch.Tensor | None = None, act: str = "none", eps: float = 1e-5,
+                           upcast: bool = False) -> torch.Tensor:
     """The specification, in plain PyTorch. `upcast` computes in fp32 and returns x's dtype."""
     dtype = x.dtype
     if upcast:
