@@ -96,20 +96,18 @@ def test_an_explicit_impl_raises_with_the_reason(extension_not_built, monkeypatc
 
 
 def test_an_old_gpu_or_a_broken_driver_is_a_reason_not_a_crash(monkeypatch):
+    import triton.runtime
+
+    monkeypatch.setattr(_triton_util, "_gpu_errors", {})
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (7, 0))
-    _triton_util.gpu_error.cache_clear()
-    try:
-        assert "compute capability 8.0" in _triton_util.gpu_error(0)
-        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
-        _triton_util.gpu_error.cache_clear()
-        import triton.runtime
+    assert "compute capability 8.0" in _triton_util.gpu_error(0)
 
-        class BrokenDriver:
-            @property
-            def active(self):
-                raise RuntimeError("CUDA driver version is insufficient for CUDA runtime version")
+    class BrokenDriver:
+        @property
+        def active(self):
+            raise RuntimeError("CUDA driver version is insufficient for CUDA runtime version")
 
-        monkeypatch.setattr(triton.runtime, "driver", BrokenDriver())
-        assert "insufficient" in _triton_util.gpu_error(0)
-    finally:
-        _triton_util.gpu_error.cache_clear()
+    monkeypatch.setattr(_triton_util, "_gpu_errors", {})
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: (9, 0))
+    monkeypatch.setattr(triton.runtime, "driver", BrokenDriver())
+    assert "insufficient" in _triton_util.gpu_error(0)

@@ -36,10 +36,21 @@ def interpreting() -> bool:
 MIN_CAPABILITY = (8, 0)
 
 
-@functools.cache
+# Checked on every call of an op, so cached in a plain dict, which torch.compile reads as a constant;
+# the probe itself runs outside the traced graph.
+_gpu_errors: dict[int, str | None] = {}
+
+
 def gpu_error(device_index: int) -> str | None:
     """None when Triton can compile for and launch on this GPU, else why not (an old GPU, or a
     driver Triton cannot use: found here, before a kernel fails at its first launch)."""
+    if device_index not in _gpu_errors:
+        _gpu_errors[device_index] = _probe_gpu(device_index)
+    return _gpu_errors[device_index]
+
+
+@torch.compiler.disable
+def _probe_gpu(device_index: int) -> str | None:
     capability = torch.cuda.get_device_capability(device_index)
     if capability < MIN_CAPABILITY:
         return (f"Triton supports GPUs of compute capability {MIN_CAPABILITY[0]}.{MIN_CAPABILITY[1]} and newer, "
