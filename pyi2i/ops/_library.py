@@ -72,7 +72,8 @@ def register(
         torch.library.register_fake(f"{name}_fwd")(fake_fwd)
         torch.library.register_fake(f"{name}_bwd")(fake_bwd)
         torch.library.register_autograd(f"{name}_fwd", backward, setup_context=setup)
-        torch.library.register_autograd(f"{name}_bwd", no_double_backward, setup_context=lambda ctx, inputs, output: None)
+        torch.library.register_autograd(f"{name}_bwd", no_double_backward,
+                                        setup_context=lambda ctx, inputs, output: None)
 
     if triton_schemas is not None:
         for direction, schema in zip(("fwd", "bwd"), triton_schemas):

@@ -119,7 +119,8 @@ def fwd(x, weight, bias, residual, act: str, eps: float) -> tuple[torch.Tensor, 
 
 
 def bwd(dy, x, weight, bias, mean, rstd, act: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The operator's kernel (arguments: see its schema in norm_act.py). dx like x in the format read; dweight and dbias (C,) fp32 (the sums over N and HW)."""
+    """The operator's kernel (arguments: see its schema in norm_act.py). dx like x in the format
+    read; dweight and dbias (C,) fp32 (the sums over N and HW)."""
     fmt = _memory_format(x)
     x = x.contiguous(memory_format=fmt)
     dy = dy.contiguous(memory_format=fmt)
