@@ -8,8 +8,8 @@ import torch
 
 from pyi2i.ops import _cuda_ext, conv_norm_act
 
-from parity import (DEVICES, EXACT_DTYPE, TOLERANCES, assert_all_match, conv_norm_act_reference, forward_backward,
-                    to_dtype)
+from parity import (DEVICES, EXACT_DTYPE, TOLERANCES, assert_all_match, assert_matches, conv_norm_act_reference,
+                    forward_backward, to_dtype)
 
 CASES = [  # (x shape, output channels, stride)
     ((1, 3, 16, 16), 8, 2),  # N = 1, the first layer's 3 input channels
@@ -75,9 +75,14 @@ def test_backward_keeps_conv_output_not_norm_output(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_only_requested_gradients(device):
     x, weight, bias = _inputs(CASES[0], "nchw", True, torch.float32, device)
+    grad_out = torch.randn(conv_norm_act_reference(x, weight, bias).shape, device=device)
+    inputs = {"x": x, "weight": weight, "bias": bias}
+    exact = forward_backward(conv_norm_act_reference, to_dtype(inputs, torch.float64), grad_out, stride=2)
+    low = forward_backward(conv_norm_act_reference, inputs, grad_out, stride=2)
     weight.requires_grad_()
-    conv_norm_act(x, weight, bias, stride=2, impl="cuda").sum().backward()
-    assert weight.grad is not None and x.grad is None and bias.grad is None
+    conv_norm_act(x, weight, bias, stride=2, impl="cuda").backward(grad_out)
+    assert x.grad is None and bias.grad is None
+    assert_matches("weight", weight.grad, low["dweight"], exact["dweight"], op="conv_norm_act", dtype=torch.float32)
 
 
 def test_autocast_runs_the_convolution_in_low_precision():
