@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from parity import assert_error_within, in_layout
+from parity import EXACT_DTYPE, TOLERANCES, assert_all_match, forward_backward, gan_loss_reference, in_layout, to_dtype
 from parity import interpret_triton_on_cpu  # noqa: F401  autouse: Triton's CPU interpreter without a GPU
 
 pytest.importorskip("triton", reason="the Triton backend needs the triton package (pip install triton)")
@@ -14,10 +14,6 @@ from pyi2i.ops import gan_loss_triton as triton_impl  # noqa: E402
 from pyi2i.ops.gan_loss import _gan_loss_ref  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-# The slack of assert_error_within, on top of twice the reference's own error in the dtype: a
-# fraction of the largest fp32 reference value, or of 1 when that is smaller.
-TOLERANCES = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 SHAPES = [  # shape, layout
     ((1, 1, 7, 5), "nchw"),
@@ -42,19 +38,19 @@ def _reference(upcast):
     return lambda pred, target_is_real, mode: _gan_loss_ref(pred, target_is_real, mode, upcast=upcast)
 
 
-@pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
+@pytest.mark.parametrize("dtype", TOLERANCES["gan_loss"], ids=str)
 @pytest.mark.parametrize("target_is_real", [True, False])
-@pytest.mark.parametrize("mode", triton_impl.MODES)
+@pytest.mark.parametrize("mode", ["lsgan", "vanilla"])
 @pytest.mark.parametrize("shape,layout", SHAPES, ids=str)
 def test_matches_reference(shape, layout, mode, target_is_real, dtype):
-    pred = _logits(shape, layout, dtype)
+    inputs = {"pred": _logits(shape, layout, dtype)}
     grad_out = torch.randn((), device=DEVICE)
-    got = _loss_and_grad(triton_impl.gan_loss, pred, target_is_real, mode, grad_out)
-    ref_low = _loss_and_grad(_reference(upcast=False), pred, target_is_real, mode, grad_out)
-    ref32 = _loss_and_grad(_reference(upcast=True), pred.float(), target_is_real, mode, grad_out)
-    assert got["loss"].shape == () and got["loss"].dtype == dtype
-    for name, exact in ref32.items():
-        assert_error_within(name, got[name], ref_low[name], exact, rtol=TOLERANCES[dtype], min_scale=1.0)
+    options = dict(target_is_real=target_is_real, mode=mode)
+    exact = forward_backward(gan_loss_reference, to_dtype(inputs, EXACT_DTYPE[dtype]), grad_out, **options)
+    low = forward_backward(gan_loss_reference, inputs, grad_out, **options)
+    got = forward_backward(ops.gan_loss, inputs, grad_out, **options, impl="triton")
+    assert got["out"].shape == () and got["out"].dtype == dtype
+    assert_all_match(got, low, exact, op="gan_loss", dtype=dtype)
 
 
 @pytest.mark.parametrize("target_is_real", [True, False])

@@ -7,13 +7,17 @@ from pyi2i.ops import _dispatch
 from pyi2i.ops.norm_act import _instance_norm_act_ref
 
 
-@pytest.mark.parametrize("act", ["none", "relu", "leaky_relu"])
-def test_reference_by_definition(act):
-    x = torch.randn(2, 3, 5, 7)
+def _by_definition(x, act):
     mean = x.mean((2, 3), keepdim=True)
     var = x.var((2, 3), unbiased=False, keepdim=True)
     y = (x - mean) / torch.sqrt(var + 1e-5)
-    y = {"none": y, "relu": y.clamp_min(0), "leaky_relu": torch.where(y > 0, y, 0.2 * y)}[act]
+    return {"none": y, "relu": y.clamp_min(0), "leaky_relu": torch.where(y > 0, y, 0.2 * y)}[act]
+
+
+@pytest.mark.parametrize("act", ["none", "relu", "leaky_relu"])
+def test_reference_by_definition(act):
+    x = torch.randn(2, 3, 5, 7)
+    y = _by_definition(x, act)
     r = torch.randn_like(x)
     torch.testing.assert_close(ops.instance_norm_act(x, act=act, impl="ref"), y)
     torch.testing.assert_close(ops.instance_norm_act(x, act=act, residual=r, impl="ref"), r + y)
@@ -30,7 +34,7 @@ def test_affine_and_upcast():
 def test_channels_last_input_is_accepted():
     x = torch.randn(2, 8, 6, 6)
     torch.testing.assert_close(ops.instance_norm_act(x.to(memory_format=torch.channels_last), act="leaky_relu"),
-                               ops.instance_norm_act(x, act="leaky_relu"))
+                               _by_definition(x, "leaky_relu"))
 
 
 def test_bad_arguments():

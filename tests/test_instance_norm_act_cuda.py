@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from pyi2i.ops import _cuda_ext, instance_norm_act
-from pyi2i.ops.norm_act import ACTIVATIONS, _instance_norm_act_ref, activation
 
-from parity import DEVICES, assert_error_within, requires_cuda
+from parity import (DEVICES, EXACT_DTYPE, assert_all_match, assert_matches, forward_backward,
+                    instance_norm_act_reference, requires_cuda, to_dtype)
 
-# dtype -> (exact dtype, atol, rtol) of assert_error_within: the reference run on the inputs cast
-# to the exact dtype is the truth, the reference in the input's own dtype sets the bound.
-DTYPES = {
-    torch.float32: (torch.float64, 1e-5, 1e-6),
-    torch.float16: (torch.float32, 1e-3, 0.0),
-    torch.bfloat16: (torch.float32, 8e-3, 0.0),
-}
+ACTIVATIONS = ["none", "relu", "leaky_relu"]
 
 SHAPES = [
     (2, 3, 8, 8),
     (1, 4, 7, 5),  # N = 1, odd H x W
-    (3, 5, 1, 1),  # 1x1 spatial
     (2, 40, 9, 11),  # C not a multiple of the vector or block width
     (2, 64, 16, 16),  # vectorised in both layouts
     (1, 4, 128, 128),  # few rows, long ones: split across blocks on CUDA (NCHW)
@@ -58,13 +50,8 @@ def _inputs(shape, layout, variant, dtype, device):
     return x, weight, bias, residual
 
 
-def _reference(x, weight, bias, residual, act):
-    """The reference, in x's dtype. With 1x1 spatial it refuses to run (F.instance_norm needs more
-    than one value per channel); group norm with one group per channel is the same computation."""
-    if x.shape[2] * x.shape[3] > 1:
-        return _instance_norm_act_ref(x, weight, bias, residual, act, EPS)
-    y = activation(F.group_norm(x, x.shape[1], weight, bias, EPS), act)
-    return y if residual is None else residual + y
+def _named_inputs(shape, layout, variant, dtype, device):
+    return dict(zip(["x", "weight", "bias", "residual"], _inputs(shape, layout, variant, dtype, device)))
 
 
 def _run(fn, tensors, grad_out):
@@ -75,28 +62,40 @@ def _run(fn, tensors, grad_out):
     return [out.detach()] + [None if t is None else t.grad for t in leaves]
 
 
-def _run_reference(act, tensors, grad_out):
-    """_run for the reference, on NCHW copies: the math does not depend on the layout, and torch's
-    CPU instance-norm backward mis-computes some channels_last cases (N = 1, no activation)."""
-    nchw = [None if t is None else t.contiguous() for t in tensors]
-    return _run(lambda *t: _reference(*t, act), nchw, grad_out.contiguous())
-
-
 def _cuda_impl(x, weight, bias, residual, act):
     return instance_norm_act(x, weight, bias, residual=residual, act=act, eps=EPS, impl="cuda")
 
 
+def _results(inputs, act, grad_out, dtype):
+    """exact, low-precision reference and 'cuda' backend: each the output and every gradient."""
+    options = dict(act=act, eps=EPS)
+    exact = forward_backward(instance_norm_act_reference, to_dtype(inputs, EXACT_DTYPE[dtype]), grad_out, **options)
+    low = forward_backward(instance_norm_act_reference, inputs, grad_out, **options)
+    got = forward_backward(instance_norm_act, inputs, grad_out, **options, impl="cuda")
+    return exact, low, got
+
+
 def _check_against_reference(shape, layout, variant, act, dtype, device):
-    tensors = _inputs(shape, layout, variant, dtype, device)
+    inputs = _named_inputs(shape, layout, variant, dtype, device)
     grad_out = _layout(torch.randn(shape, device=device).to(dtype), layout)
-    exact_dtype, atol, rtol = DTYPES[dtype]
-    exact = _run_reference(act, [None if t is None else t.to(exact_dtype) for t in tensors], grad_out.to(exact_dtype))
-    reference = _run_reference(act, tensors, grad_out)
-    got = _run(lambda *t: _cuda_impl(*t, act), tensors, grad_out)
-    assert got[0].dtype == dtype
-    assert got[0].is_contiguous(memory_format=_cuda_ext.memory_format(tensors[0]))
-    for name, g, r, e in zip(["out", "x", "weight", "bias", "residual"], got, reference, exact):
-        assert_error_within(name, g, r, e, atol=atol, rtol=rtol)
+    exact, low, got = _results(inputs, act, grad_out, dtype)
+    assert got["out"].dtype == dtype
+    assert got["out"].is_contiguous(memory_format=_cuda_ext.memory_format(inputs["x"]))
+    assert_all_match(got, low, exact, op="instance_norm_act", dtype=dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_one_by_one_plane(act, device):
+    """A 1x1 plane normalises to 0: out = residual + act(bias), and x and weight get no gradient."""
+    shape = (3, 5, 1, 1)
+    inputs = _named_inputs(shape, "nchw", "affine+residual", torch.float32, device)
+    grad_out = torch.randn(shape, device=device)
+    exact, low, got = _results(inputs, act, grad_out, torch.float32)
+    assert torch.equal(got["dx"], torch.zeros_like(inputs["x"]))
+    assert torch.equal(got["dweight"], torch.zeros_like(inputs["weight"]))
+    for name in ["out", "dbias", "dresidual"]:
+        assert_matches(name, got[name], low[name], exact[name], op="instance_norm_act", dtype=torch.float32)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -132,14 +131,13 @@ def test_deterministic(layout, device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_weight_in_fp32_with_low_precision_input(device):
     """Autocast keeps parameters in fp32 while activations are bf16."""
-    x, weight, bias, residual = _inputs((2, 6, 9, 9), "nchw", "affine+residual", torch.bfloat16, device)
-    weight, bias = weight.float(), bias.float()
-    grad_out = torch.randn(x.shape, device=device, dtype=torch.bfloat16)
-    got = _run(lambda *t: _cuda_impl(*t, "relu"), (x, weight, bias, residual), grad_out)
-    expected = _run_reference("relu", (x.float(), weight, bias, residual.float()), grad_out.float())
-    assert got[0].dtype == torch.bfloat16 and got[2].dtype == torch.float32
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g.float(), e, atol=0.1, rtol=0.05)
+    inputs = _named_inputs((2, 6, 9, 9), "nchw", "affine+residual", torch.bfloat16, device)
+    grad_out = torch.randn((2, 6, 9, 9), device=device, dtype=torch.bfloat16)
+    exact, low, _ = _results(inputs, "relu", grad_out, torch.bfloat16)
+    fp32_parameters = to_dtype({"weight": inputs["weight"], "bias": inputs["bias"]}, torch.float32)
+    got = forward_backward(instance_norm_act, inputs | fp32_parameters, grad_out, act="relu", eps=EPS, impl="cuda")
+    assert got["out"].dtype == torch.bfloat16 and got["dweight"].dtype == torch.float32
+    assert_all_match(got, low, exact, op="instance_norm_act", dtype=torch.bfloat16)
 
 
 @pytest.mark.parametrize("device", DEVICES)

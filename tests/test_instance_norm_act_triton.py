@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from parity import assert_error_within, in_layout
+from parity import (EXACT_DTYPE, TOLERANCES, assert_all_match, forward_backward, in_layout, instance_norm_act_reference,
+                    to_dtype)
 from parity import interpret_triton_on_cpu  # noqa: F401  autouse: Triton's CPU interpreter without a GPU
 
 pytest.importorskip("triton", reason="the Triton backend needs the triton package (pip install triton)")
@@ -16,10 +17,6 @@ from pyi2i.ops.norm_act import _instance_norm_act_ref  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 EPS = 1e-5
-
-# The slack of assert_error_within, on top of twice the reference's own error in the dtype: a
-# fraction of the largest fp32 reference value, or of 1 when that is smaller.
-TOLERANCES = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 # Launch heuristics that send the tiny shapes below down each path of the kernels: a row in one
 # tile held in registers, a row looped over in tiles, rows split across programs (two stages).
@@ -67,27 +64,20 @@ def _forward_backward(fn, inputs, act, dy):
     return {"out": y, **{f"d{k}": g for k, g in zip(leaves, grads)}}
 
 
-def _reference(upcast):
-    return lambda x, w, b, r, act, eps: _instance_norm_act_ref(x, w, b, r, act, eps, upcast=upcast)
-
-
-@pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
+@pytest.mark.parametrize("dtype", TOLERANCES["instance_norm_act"], ids=str)
 @pytest.mark.parametrize("shape,layout,act,affine,residual,path", CASES, ids=str)
 def test_matches_reference(monkeypatch, shape, layout, act, affine, residual, path, dtype):
     inputs = _inputs(shape, layout, affine, residual, dtype)
     _use_path(monkeypatch, path, inputs["x"])
-    inputs32 = {k: None if v is None else v.float() for k, v in inputs.items()}
     dy = torch.randn(shape, device=DEVICE)
-
-    got = _forward_backward(triton_impl.instance_norm_act, inputs, act, dy)
-    ref_low = _forward_backward(_reference(upcast=False), inputs, act, dy)
-    ref32 = _forward_backward(_reference(upcast=True), inputs32, act, dy)
-
+    options = dict(act=act, eps=EPS)
+    exact = forward_backward(instance_norm_act_reference, to_dtype(inputs, EXACT_DTYPE[dtype]), dy, **options)
+    low = forward_backward(instance_norm_act_reference, inputs, dy, **options)
+    got = forward_backward(ops.instance_norm_act, inputs, dy, **options, impl="triton")
     assert got["out"].dtype == dtype
     if layout == "channels_last":
         assert got["out"].is_contiguous(memory_format=torch.channels_last)
-    for name, exact in ref32.items():
-        assert_error_within(name, got[name], ref_low[name], exact, rtol=TOLERANCES[dtype], min_scale=1.0)
+    assert_all_match(got, low, exact, op="instance_norm_act", dtype=dtype)
 
 
 def test_one_by_one_plane_normalises_to_zero():

@@ -6,17 +6,9 @@ import pytest
 import torch
 
 from pyi2i.ops import _cuda_ext, l1_loss
-from pyi2i.ops.l1_loss import _l1_loss_ref
 
-from parity import DEVICES, assert_error_within, requires_cuda
-
-# dtype -> (exact dtype, atol, rtol) of assert_error_within: the reference run on the inputs cast
-# to the exact dtype is the truth, the reference in the input's own dtype sets the bound.
-DTYPES = {
-    torch.float32: (torch.float64, 1e-6, 1e-6),
-    torch.float16: (torch.float32, 1e-3, 1e-3),
-    torch.bfloat16: (torch.float32, 8e-3, 8e-3),
-}
+from parity import (DEVICES, EXACT_DTYPE, TOLERANCES, assert_all_match, forward_backward, l1_loss_reference,
+                    requires_cuda, to_dtype)
 
 SHAPES = [
     (1, 3, 256, 256),  # an image batch of one
@@ -54,27 +46,31 @@ def _loss_and_grads(fn, x, y):
     return loss.detach(), x.grad, y.grad
 
 
+def _cuda_l1(x, y):
+    return l1_loss(x, y, impl="cuda")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layouts", LAYOUTS, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", TOLERANCES["l1_loss"], ids=str)
 def test_matches_reference(dtype, shape, layouts, device):
     x, y = (_tensor(shape, layout, dtype, device) for layout in layouts)
-    y[..., :1] = x[..., :1]  # ties: the gradient of |x - y| at x == y is 0
-    exact_dtype, atol, rtol = DTYPES[dtype]
-    exact = _loss_and_grads(_l1_loss_ref, x.to(exact_dtype), y.to(exact_dtype))
-    reference = _loss_and_grads(_l1_loss_ref, x, y)
-    got = _loss_and_grads(lambda a, b: l1_loss(a, b, impl="cuda"), x, y)
-    assert got[0].shape == () and got[0].dtype == dtype
-    for name, g, r, e in zip(["loss", "x", "y"], got, reference, exact):
-        assert_error_within(name, g, r, e, atol=atol, rtol=rtol)
+    y[..., 1::3] = x[..., 1::3]  # ties, where the gradient of |x - y| is 0; none in a one-element case
+    inputs = {"x": x, "y": y}
+    grad_out = torch.randn((), device=device)
+    exact = forward_backward(l1_loss_reference, to_dtype(inputs, EXACT_DTYPE[dtype]), grad_out)
+    low = forward_backward(l1_loss_reference, inputs, grad_out)
+    got = forward_backward(_cuda_l1, inputs, grad_out)
+    assert got["out"].shape == () and got["out"].dtype == dtype
+    assert_all_match(got, low, exact, op="l1_loss", dtype=dtype)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_deterministic(device):
     x, y = (_tensor((4, 3, 128, 128), "contiguous", torch.float32, device) for _ in range(2))
-    first = _loss_and_grads(lambda a, b: l1_loss(a, b, impl="cuda"), x, y)
-    second = _loss_and_grads(lambda a, b: l1_loss(a, b, impl="cuda"), x, y)
+    first = _loss_and_grads(_cuda_l1, x, y)
+    second = _loss_and_grads(_cuda_l1, x, y)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
 

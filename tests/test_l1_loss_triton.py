@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from parity import assert_error_within, in_layout
+from parity import EXACT_DTYPE, TOLERANCES, assert_all_match, forward_backward, in_layout, l1_loss_reference, to_dtype
 from parity import interpret_triton_on_cpu  # noqa: F401  autouse: Triton's CPU interpreter without a GPU
 
 pytest.importorskip("triton", reason="the Triton backend needs the triton package (pip install triton)")
@@ -14,10 +14,6 @@ from pyi2i.ops import l1_loss_triton as triton_impl  # noqa: E402
 from pyi2i.ops.l1_loss import _l1_loss_ref  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-
-# The slack of assert_error_within, on top of twice the reference's own error in the dtype: a
-# fraction of the largest fp32 reference value, or of 1 when that is smaller.
-TOLERANCES = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 SHAPES = [  # shape, layout of x, layout of y
     ((1, 3, 7, 5), "nchw", "nchw"),
@@ -34,23 +30,22 @@ def _loss_and_grads(fn, x, y, grad_out):
     return {"loss": loss, "dx": dx, "dy": dy}
 
 
-def _reference(upcast):
-    return lambda x, y: _l1_loss_ref(x, y, upcast=upcast)
+def _triton_l1(x, y):
+    return ops.l1_loss(x, y, impl="triton")
 
 
-@pytest.mark.parametrize("dtype", list(TOLERANCES), ids=str)
+@pytest.mark.parametrize("dtype", TOLERANCES["l1_loss"], ids=str)
 @pytest.mark.parametrize("shape,x_layout,y_layout", SHAPES, ids=str)
 def test_matches_reference(shape, x_layout, y_layout, dtype):
     x, y = torch.randn(shape, device=DEVICE).to(dtype), torch.randn(shape, device=DEVICE).to(dtype)
     y[:, :, 0] = x[:, :, 0]  # equal elements: the gradient's sign is 0 there
-    x, y = in_layout(x, x_layout), in_layout(y, y_layout)
+    inputs = {"x": in_layout(x, x_layout), "y": in_layout(y, y_layout)}
     grad_out = torch.randn((), device=DEVICE)
-    got = _loss_and_grads(triton_impl.l1_loss, x, y, grad_out)
-    ref_low = _loss_and_grads(_reference(upcast=False), x, y, grad_out)
-    ref32 = _loss_and_grads(_reference(upcast=True), x.float(), y.float(), grad_out)
-    assert got["loss"].shape == () and got["loss"].dtype == dtype
-    for name, exact in ref32.items():
-        assert_error_within(name, got[name], ref_low[name], exact, rtol=TOLERANCES[dtype], min_scale=1.0)
+    exact = forward_backward(l1_loss_reference, to_dtype(inputs, EXACT_DTYPE[dtype]), grad_out)
+    low = forward_backward(l1_loss_reference, inputs, grad_out)
+    got = forward_backward(_triton_l1, inputs, grad_out)
+    assert got["out"].shape == () and got["out"].dtype == dtype
+    assert_all_match(got, low, exact, op="l1_loss", dtype=dtype)
 
 
 def test_gradient_of_one_input_only():
