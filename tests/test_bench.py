@@ -2,6 +2,8 @@
 here. A row that fails is loud: FAILED with its reason in the table, and a non-zero exit."""
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +88,36 @@ def test_loader_bench_prints_its_table(tmp_path):
     assert "| torch | cpu | 1 |" in table and "feed ratio" in table
     if "skipped DALI" not in out:
         assert "| dali | cpu | 1 |" in table
+
+
+def test_gpu_check_stops_at_its_time_budget_and_writes_what_it_has(tmp_path, capsys):
+    import gpu_check
+
+    assert gpu_check.main(["--dry-run", "--budget_s", "0", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    summary = out[out.index("| step | outcome |"):].splitlines()[2:9]
+    assert [line.split("|")[1].strip()[:2] for line in summary] == [f"{n}." for n in range(1, 8)]  # in order
+    assert all("| skipped: time budget" in line for line in summary)  # none started
+    check = gpu_check.Check(gpu_check.options(["--dry-run", "--out", str(tmp_path)]))
+    assert check.add("loss", [dict(op="l1_loss", status="ok")], "| table |") == "ok"
+    assert check.add("loss", [dict(op="gan_loss", status="FAILED: boom")], "| more |") == "FAILED: 1 of 1 rows"
+    rows = [json.loads(line) for line in (tmp_path / "loss.jsonl").read_text().splitlines()]
+    assert [r["op"] for r in rows] == ["l1_loss", "gan_loss"]
+    for key in ("device", "torch", "triton", "cuda", "commit", "date"):
+        assert all(key in r for r in rows), key
+    markdown = (tmp_path / "loss.md").read_text()
+    assert "| table |" in markdown and "| more |" in markdown and rows[0]["commit"] in markdown
+
+
+def test_gpu_tests_plugin_selects_the_tests_that_need_a_gpu(tmp_path):
+    (tmp_path / "test_sample.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.skipif(True, reason='no CUDA device')\n"
+        "def test_on_gpu(): pass\n"
+        "@pytest.mark.gpu\n"
+        "def test_marked(): pass\n"
+        "def test_on_cpu(): pass\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "gpu_tests", "-m", "gpu", "-p",
+                        "no:cacheprovider", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(BENCH)})
+    assert "test_on_gpu" in r.stdout and "test_marked" in r.stdout and "test_on_cpu" not in r.stdout, r.stdout
