@@ -128,6 +128,9 @@ def environment(device: str) -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=RESULTS.parent, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True, cwd=RESULTS.parent, check=True).stdout.strip()
+        commit += "+changes" if changed else ""  # measured on a tree that differs from the commit
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     cpu = f"cpu ({platform.processor() or platform.machine()}), triton interpreter"

@@ -161,10 +161,11 @@ def build_extension(check: Check) -> str:
 
 
 def gpu_tests(check: Check) -> str:
-    """pytest over the GPU tests, in a process of its own, stopped when the budget runs short."""
+    """pytest over the GPU tests, in a process of its own, stopped when the budget runs short; each
+    test's outcome is in the log (<out>/gpu_tests.log), also when stopped."""
     log = check.out / "gpu_tests.log"
     limit = max(30.0, min(check.left() - check.args.reserve_s, 240.0 if not check.args.dry_run else 300.0))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "gpu_tests", "-m", "gpu", "-p", "no:cacheprovider",
+    cmd = [sys.executable, "-m", "pytest", "-v", "-rfE", "-p", "gpu_tests", "-m", "gpu", "-p", "no:cacheprovider",
            str(HERE.parent / "tests")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     print(" ".join(cmd[2:]), f"(at most {limit:.0f} s; log: {log})", flush=True)
@@ -172,16 +173,19 @@ def gpu_tests(check: Check) -> str:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env=env, cwd=HERE.parent)
         output, code = r.stdout + r.stderr, r.returncode
     except subprocess.TimeoutExpired as e:
-        output = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        code = "timeout"
+        output = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout or ""
+        code = None
     log.write_text(output)
-    summary = next((line for line in reversed(output.splitlines()) if line.startswith("=") or " passed" in line
-                    or " skipped" in line or " failed" in line), "(no summary)")
-    print(summary.strip("= "), flush=True)
-    if code == "timeout":
-        return f"FAILED: stopped after {limit:.0f} s ({summary.strip('= ')})"
+    counts = {word: sum(f" {word.upper()}" in line for line in output.splitlines() if "::" in line)
+              for word in ("passed", "failed", "error", "skipped")}
+    summary = ", ".join(f"{n} {word}" for word, n in counts.items() if n) or "no test ran"
+    for line in output.splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            print(line[:300], flush=True)
+    if code is None:
+        return f"FAILED: stopped after {limit:.0f} s with {summary}"
     # 5: nothing selected, as on a machine whose tests need no GPU
-    return "ok: " + summary.strip("= ") if code in (0, 5) else "FAILED: " + summary.strip("= ")
+    return f"ok: {summary}" if code in (0, 5) else f"FAILED: {summary}"
 
 
 def kernel_benchmarks(check: Check) -> str:
