@@ -204,6 +204,10 @@ def kernel_benchmarks(check: Check) -> str:
         ("loss", gan_loss, common + sizes),
         ("conv", conv_norm_act, ["--no-save", "--modes", "full", "--providers", "ref", "cuda"] + sizes),
     ]:
+        if check.left() < 10:
+            statuses.append(f"stopped by the time budget before {module.__name__}")
+            print(f"-- {module.__name__}: skipped: time budget", flush=True)
+            continue
         print(f"-- {module.__name__} {' '.join(args)}", flush=True)
         rows = module.main(args)
         timing = [r for r in rows if r.get("mode") != "memory"]
@@ -218,13 +222,24 @@ TRAIN_CONFIGS = ["original loop", "pyi2i eager fp32", "+ bf16", "+ fused ops", "
 
 
 def training(check: Check) -> str:
+    """Each (arch, batch) is one run of bench/train.py, all its configurations on the same batches;
+    the budget is checked between them."""
     import train
 
-    args = ["--no-save", "--configs", *TRAIN_CONFIGS]
-    args += ["--tiny", "--batch_sizes", "1", "2", "--steps", "1", "--warmup", "1"] if check.args.dry_run else \
-        ["--batch_sizes", "1", "16", "--steps", "20", "--warmup", "5"]
-    rows = train.main(args)
-    return check.add("train", rows, f"## training step, batches on the device\n\n{train.table(rows)}")
+    dry = check.args.dry_run
+    statuses = []
+    for arch in ("cyclegan", "pix2pix"):
+        for batch in ("1", "2") if dry else ("1", "16"):
+            if check.left() < 20:
+                statuses.append(f"stopped by the time budget before {arch} batch {batch}")
+                print(f"-- {arch} b{batch}: skipped: time budget", flush=True)
+                continue
+            args = ["--no-save", "--archs", arch, "--batch_sizes", batch, "--configs", *TRAIN_CONFIGS]
+            args += ["--tiny", "--steps", "1", "--warmup", "1"] if dry else ["--steps", "20", "--warmup", "5"]
+            rows = train.main(args)
+            statuses.append(check.add("train", rows, f"## {arch}, batch {batch}, batches on the device\n\n"
+                                                     f"{train.table(rows)}"))
+    return next((s for s in statuses if s != "ok"), "ok")
 
 
 def loader(check: Check) -> str:
