@@ -89,28 +89,41 @@ def memory_row(name: str, case: _common.Case, device: str) -> dict:
 
 def memory_table(rows: list[dict]) -> str:
     mb = lambda n: "-" if n is None else f"{n / 2**20:.3g}"  # noqa: E731
-    lines = ["| variant | provider | layout | dtype | shape | saved for backward MB | peak MB |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| variant | provider | layout | dtype | shape | saved for backward MB | peak MB | status |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         shape = "x".join(map(str, r["shape"]))
         lines.append(f"| {r['variant']} | {r['provider']} | {r['layout']} | {r['dtype']} | {shape} | "
-                     f"{mb(r['saved_bytes'])} | {mb(r['peak_bytes'])} |")
+                     f"{mb(r['saved_bytes'])} | {mb(r['peak_bytes'])} | {_common.cell(r['status'])} |")
     return "\n".join(lines)
 
 
-def main():
-    args = _common.options(__doc__.splitlines()[0], ["ref", "cuda", "compile"], list(LAYERS))
+def main(argv=None) -> list[dict]:
+    args = _common.options(__doc__.splitlines()[0], ["ref", "cuda", "compile"], list(LAYERS), argv)
     cases = [case(*c, tiny=args.tiny) for c in _common.grid(args, BATCHES, TINY_BATCHES)]
-    _common.run("conv_norm_act", args, {name: functools.partial(provider, name) for name in args.providers}, cases)
+    rows = _common.run("conv_norm_act", args, {name: functools.partial(provider, name) for name in args.providers},
+                       cases)
 
-    # Saved tensors bypass hooks inside compiled graphs, so torch.compile is left out here.
-    rows = [memory_row(name, c, args.device) for c in cases for name in args.providers if name != "compile"]
+    # Saved tensors bypass hooks inside compiled graphs, so torch.compile is left out here; so is a
+    # provider whose timing rows say it cannot run here.
     env = _common.environment(args.device)
+    memory = []
+    for c in cases:
+        for name in args.providers:
+            if name == "compile" or _common.backend_unavailable(name, c.inputs()[0]) is not None:
+                continue
+            try:
+                memory.append(memory_row(name, c, args.device) | dict(status="ok"))
+            except Exception as e:  # noqa: BLE001 - a failed row is reported, and fails the run
+                memory.append(dict(op="conv_norm_act", variant=c.variant, provider=name, mode="memory",
+                                   layout=c.layout, dtype=c.dtype, shape=list(c.shape), saved_bytes=None,
+                                   peak_bytes=None, status=_common.failure(e)))
     if args.save:
-        _common.append_rows("conv_norm_act", [row | env for row in rows])
+        _common.append_rows("conv_norm_act", [row | env for row in memory])
     print("\nconv_norm_act memory\n")
-    print(memory_table(rows))
+    print(memory_table(memory))
+    return rows + [row | env for row in memory]
 
 
 if __name__ == "__main__":
-    main()
+    _common.finish(main())

@@ -42,11 +42,12 @@ def case(variant: str, shape, layout: str, dtype: str) -> _common.Case:
     return _common.Case(variant, shape, layout, dtype, inputs, bytes_moved)
 
 
-def main():
-    args = _common.options(__doc__.splitlines()[0], ["ref", "triton", "cuda", "compile"], gan_loss_triton.MODES)
+def main(argv=None) -> list[dict]:
+    args = _common.options(__doc__.splitlines()[0], ["ref", "triton", "cuda", "compile"], gan_loss_triton.MODES, argv)
     cases = [case(*c) for c in _common.grid(args, SHAPES, TINY_SHAPES, layouts=["nchw"])]
-    _common.run("gan_loss", args, {name: functools.partial(provider, name) for name in args.providers}, cases)
+    providers = {name: functools.partial(provider, name) for name in args.providers}
+    return _common.run("gan_loss", args, providers, cases)
 
 
 if __name__ == "__main__":
-    main()
+    _common.finish(main())

@@ -52,11 +52,12 @@ def case(variant: str, shape, layout: str, dtype: str) -> _common.Case:
     return _common.Case(variant, shape, layout, dtype, inputs, bytes_moved)
 
 
-def main():
-    args = _common.options(__doc__.splitlines()[0], ["ref", "triton", "cuda", "compile"], list(VARIANTS))
+def main(argv=None) -> list[dict]:
+    args = _common.options(__doc__.splitlines()[0], ["ref", "triton", "cuda", "compile"], list(VARIANTS), argv)
     cases = [case(*c) for c in _common.grid(args, SHAPES, TINY_SHAPES)]
-    _common.run("instance_norm_act", args, {name: functools.partial(provider, name) for name in args.providers}, cases)
+    providers = {name: functools.partial(provider, name) for name in args.providers}
+    return _common.run("instance_norm_act", args, providers, cases)
 
 
 if __name__ == "__main__":
-    main()
+    _common.finish(main())

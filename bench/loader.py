@@ -41,7 +41,7 @@ from pyi2i.engine.graphs import prefetch_to_device  # noqa: E402
 from pyi2i.options import parse_training  # noqa: E402
 
 
-def options() -> argparse.Namespace:
+def options(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", type=int, default=200, help="samples per domain in the generated data set")
     p.add_argument("--warmup", type=int, default=10, help="batches left out of the timing")
@@ -50,7 +50,7 @@ def options() -> argparse.Namespace:
     p.add_argument("--step_ms", type=float, help="a training step's time, to print each row's feed ratio")
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=None,
                    help="append rows to bench/results/loader.jsonl (default: on a GPU only)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.save = args.device == "cuda" if args.save is None else args.save
     return args
@@ -104,8 +104,8 @@ def measure(make_batches, warmup: int, device: torch.device) -> dict:
     return dict(samples_per_s=samples / wall, images_per_s=2 * samples / wall, cores=cpu / wall, samples=samples)
 
 
-def main() -> None:
-    args = options()
+def main(argv=None) -> list[dict]:
+    args = options(argv)
     device = torch.device(args.device)
     env = _common.environment(args.device)
     root = jpeg_dataset(Path("datasets") / "bench" / "loader_jpeg", args.samples)
@@ -114,9 +114,14 @@ def main() -> None:
     rows = []
 
     def row(loader: str, mode: str, workers: int, make_batches) -> None:
-        result = measure(make_batches, args.warmup, device)
-        rows.append(dict(bench="loader", loader=loader, mode=mode, workers=workers, size=opt.crop_size,
-                         **result, **env))
+        rows.append(dict(bench="loader", loader=loader, mode=mode, workers=workers, size=opt.crop_size, **env))
+        try:
+            result = measure(make_batches, args.warmup, device)
+        except Exception as e:  # noqa: BLE001 - a failed row is reported, and fails the run
+            rows[-1]["status"] = _common.failure(e)
+            print(f"{loader:6s} {mode:4s} x{workers}: {rows[-1]['status']}", flush=True)
+            return
+        rows[-1].update(status="ok", **result)
         print(f"{loader:6s} {mode:4s} x{workers}: {result['samples_per_s']:8.1f} samples/s "
               f"{result['images_per_s']:8.1f} images/s on {result['cores']:.2f} cores", flush=True)
 
@@ -130,6 +135,8 @@ def main() -> None:
     reason = dali.unavailable_reason()
     if reason:
         print(f"skipped DALI: {reason}")
+        rows.append(dict(bench="loader", loader="dali", mode="-", workers=None, size=opt.crop_size,
+                         status=f"skipped: {reason}", **env))
     modes = [("cpu", torch.device("cpu"))] + ([("gpu", device)] if device.type == "cuda" else [])
     for mode, dali_device in modes if not reason else []:
         for threads in args.threads:
@@ -142,6 +149,7 @@ def main() -> None:
     print(f"\nloading {len(dataset)} CycleGAN samples (2 JPEGs of ~512x512 each -> 256x256) on {env['device']} "
           f"(torch {env['torch']}, commit {env['commit']})\n")
     print(table(rows, args.step_ms))
+    return rows
 
 
 def table(rows: list[dict], step_ms: float | None) -> str:
@@ -149,6 +157,11 @@ def table(rows: list[dict], step_ms: float | None) -> str:
     lines = ["| loader | mode | workers/threads | samples/s | images/s | CPU cores |" + (" feed ratio |" if feeds else ""),
              "|---|---|---|---|---|---|" + ("---|" if feeds else "")]
     for r in rows:
+        if r["status"] != "ok":
+            workers = "-" if r["workers"] is None else r["workers"]
+            lines.append(f"| {r['loader']} | {r['mode']} | {workers} | {_common.cell(r['status'])} | - | - |"
+                         + (" - |" if feeds else ""))
+            continue
         ratio = f" {r['samples_per_s'] * step_ms / 1e3:.1f}x |" if feeds else ""
         lines.append(f"| {r['loader']} | {r['mode']} | {r['workers']} | {r['samples_per_s']:.1f} | "
                      f"{r['images_per_s']:.1f} | {r['cores']:.2f} |{ratio}")
@@ -156,4 +169,4 @@ def table(rows: list[dict], step_ms: float | None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    _common.finish(main())

@@ -5,12 +5,15 @@
     python bench/train.py --data loader        # batches through the torch data loader instead of on the device
     python bench/train.py --data dali          # batches through the DALI loader (into the graph's inputs)
 
-Rows, each adding to the one before: the original release's loop (eager fp32, separate kernels, a
-`.item()` per loss per step), pyi2i eager fp32, + bf16 autocast, + channels_last, + fused ops
+Rows, each adding to the one before: the original release's loop (eager fp32, separate kernels,
+losses read on the host every print_freq steps, as pyi2i.testing.original runs it), pyi2i eager fp32, + bf16 autocast, + channels_last, + fused ops
 (impl='auto'), + CUDA graphs; and torch.compile as an alternative to the graphs. Reported:
 iterations/s, images/s, peak memory, and model FLOP utilisation (FLOPs of one iteration counted by
-FlopCounterMode, over the bf16 matmul rate measured on the same device). Prints a markdown table
-last and appends JSON rows to bench/results/train.jsonl (by default on a GPU only).
+FlopCounterMode, over the bf16 matmul rate measured on the same device), and each row's speed-up
+over the original loop measured in the same run on the same batches. Prints a markdown table last
+and appends JSON rows to bench/results/train.jsonl (by default on a GPU only). A configuration that
+raises is a FAILED row and the script exits non-zero; one this machine cannot run is a skipped row
+that says why.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ CONFIGS = [
 NEEDS_CUDA = {"+ bf16", "+ channels_last", "+ fused ops", "+ CUDA graphs"}
 
 
-def options() -> argparse.Namespace:
+def options(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--archs", nargs="+", choices=("cyclegan", "pix2pix"), default=["cyclegan", "pix2pix"])
     p.add_argument("--batch_sizes", nargs="+", type=int, default=None, help="default: 1 4 16 (tiny: 1)")
@@ -58,7 +61,7 @@ def options() -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--configs", nargs="+", default=None, help="row names to run (default: all that can run here)")
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=None)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.tiny = args.tiny or args.device == "cpu"
     args.batch_sizes = args.batch_sizes or ([1] if args.tiny else [1, 4, 16])
@@ -159,8 +162,27 @@ def measure(step, data, warmup: int, steps: int, device: torch.device) -> tuple[
     return steps / elapsed, peak
 
 
-def main() -> None:
-    args = options()
+def run_config(arch: str, batch_size: int, name: str, extra: list[str] | None, dataroot: str,
+               args: argparse.Namespace, device: torch.device, peak_flops: float | None, flops: dict) -> dict:
+    """One row: `extra` None is the original loop, else pyi2i with those options. `flops` keeps the
+    FLOPs of one iteration per (arch, batch), counted once."""
+    opt = training_opt(arch, batch_size, args.tiny, dataroot, extra or ["--impl", "ref"])
+    torch.manual_seed(0)
+    method = METHODS[arch](opt, device)
+    n = args.warmup + args.steps + 1
+    step = original_step(method) if extra is None else CudaGraphStep(method) if opt.cuda_graphs else method.step
+    data = batches(opt, device, args.data, n, out=step.input_buffers if isinstance(step, CudaGraphStep) else None)
+    if args.data == "device" and (arch, batch_size) not in flops:
+        flops[arch, batch_size] = flops_per_iteration(method, data[0])
+    its, peak = measure(step, data, args.warmup, args.steps, device)
+    count = flops.get((arch, batch_size))
+    mfu = count * its / peak_flops if count and peak_flops else None
+    return dict(status="ok", size=opt.crop_size, its=its, ms=1e3 / its, images_per_s=its * batch_size,
+                peak_gib=peak, flops_per_iter=count, mfu=mfu)
+
+
+def main(argv=None) -> list[dict]:
+    args = options(argv)
     device = torch.device(args.device)
     env = _common.environment(args.device)
     peak_flops = bf16_matmul_peak(device)
@@ -170,57 +192,61 @@ def main() -> None:
     elif device.type != "cuda":  # inductor's CPU build of these networks takes minutes
         configs = [c for c in configs if c[0] != "torch.compile"]
     root = Path("datasets") / "bench"
-    rows = []
+    rows, flops = [], {}
     for arch in args.archs:
         kind = "unpaired" if arch == "cyclegan" else "paired"
         dataroot = str(ensure_demo(root / kind, kind, size=64 if args.tiny else 256, n_train=64, n_test=4))
         for batch_size in args.batch_sizes:
-            flops = None
             for name, extra in configs:
-                if device.type != "cuda" and (name in NEEDS_CUDA):
-                    print(f"skipped {arch} b{batch_size} {name}: needs a CUDA device")
+                row = dict(bench="train", arch=arch, config=name, batch=batch_size, data=args.data, **env)
+                rows.append(row)
+                if device.type != "cuda" and name in NEEDS_CUDA:
+                    row["status"] = "skipped: needs a CUDA device"
+                else:
+                    try:
+                        row.update(run_config(arch, batch_size, name, extra, dataroot, args, device, peak_flops,
+                                              flops))
+                    except Exception as e:  # noqa: BLE001 - a failed row is reported, and fails the run
+                        row["status"] = _common.failure(e)
+                if row["status"] != "ok":
+                    print(f"{arch:8s} b{batch_size:<3d} {name:18s} {row['status']}", flush=True)
                     continue
-                opt = training_opt(arch, batch_size, args.tiny, dataroot, extra or ["--impl", "ref"])
-                torch.manual_seed(0)
-                method = METHODS[arch](opt, device)
-                n = args.warmup + args.steps + 1
-                step = original_step(method) if extra is None else \
-                    CudaGraphStep(method) if opt.cuda_graphs else method.step
-                data = batches(opt, device, args.data, n,
-                               out=step.input_buffers if isinstance(step, CudaGraphStep) else None)
-                if args.data == "device":
-                    flops = flops or flops_per_iteration(method, data[0])
-                try:
-                    its, peak = measure(step, data, args.warmup, args.steps, device)
-                except Exception as e:  # a configuration this machine cannot run (compile without a compiler, say)
-                    print(f"skipped {arch} b{batch_size} {name}: {type(e).__name__}: {e}")
-                    continue
-                mfu = flops * its / peak_flops if flops and peak_flops else None
-                rows.append(dict(bench="train", arch=arch, config=name, batch=batch_size, data=args.data,
-                                 size=opt.crop_size, its=its, ms=1e3 / its, images_per_s=its * batch_size,
-                                 peak_gib=peak, flops_per_iter=flops, mfu=mfu, **env))
-                print(f"{arch:8s} b{batch_size:<3d} {name:18s} {1e3 / its:9.2f} ms/it {its * batch_size:8.1f} img/s",
+                print(f"{arch:8s} b{batch_size:<3d} {name:18s} {row['ms']:9.2f} ms/it {row['images_per_s']:8.1f} img/s",
                       flush=True)
+    add_speedups(rows)
     if args.save:
         _common.append_rows("train", rows)
     print(f"\ntraining step on {env['device']} (torch {env['torch']}, commit {env['commit']}, data on "
           f"{args.data}, bf16 matmul peak {peak_flops / 1e12 if peak_flops else float('nan'):.0f} TFLOP/s)\n")
     print(table(rows))
+    return rows
+
+
+def add_speedups(rows: list[dict]) -> None:
+    """Each timed row's `speedup`: its it/s over the original loop's at the same arch and batch in
+    this run (None without one)."""
+    base = {(r["arch"], r["batch"]): r["its"] for r in rows if r["config"] == "original loop" and r["status"] == "ok"}
+    for r in rows:
+        if r["status"] == "ok":
+            original = base.get((r["arch"], r["batch"]))
+            r["speedup"] = r["its"] / original if original else None
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| arch | batch | config | ms/it | it/s | images/s | peak GiB | MFU | speed-up |",
+    lines = ["| arch | batch | config | ms/it | it/s | images/s | peak GiB | MFU | vs original loop |",
              "|---|---|---|---|---|---|---|---|---|"]
-    base = {}
     for r in rows:
-        key = (r["arch"], r["batch"])
-        base.setdefault(key, r["its"])
+        if r["status"] != "ok":
+            lines.append(f"| {r['arch']} | {r['batch']} | {r['config']} | {_common.cell(r['status'])} "
+                         "| - | - | - | - | - |")
+            continue
         mem = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
         mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "-"
+        ratio = f"{r['speedup']:.2f}x" if r["speedup"] is not None else "-"
         lines.append(f"| {r['arch']} | {r['batch']} | {r['config']} | {r['ms']:.2f} | {r['its']:.2f} | "
-                     f"{r['images_per_s']:.1f} | {mem} | {mfu} | {r['its'] / base[key]:.2f}x |")
+                     f"{r['images_per_s']:.1f} | {mem} | {mfu} | {ratio} |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    _common.finish(main())
