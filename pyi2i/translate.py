@@ -35,6 +35,7 @@ from tqdm import tqdm
 from pyi2i import fileio
 from pyi2i.cli import run_cli
 from pyi2i.data import SingleDataset
+from pyi2i.data.images import load_rgb
 from pyi2i.data.dali import LOADERS, DaliLoader, resolve_loader
 from pyi2i.errors import UserError
 from pyi2i.models import GENERATORS, NORMS
@@ -136,17 +137,23 @@ def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window:
         yield pending.popleft().result()
 
 
-def _batches(dataset: SingleDataset, loader: str, device: torch.device, batch_size: int,
+def _batches(dataset: SingleDataset, translator: Translator, loader: str, batch_size: int,
              pool: ThreadPoolExecutor) -> Iterator[tuple[list[str], list[torch.Tensor]]]:
     """(paths, (C, H, W) images) in file order, `batch_size` at a time, decoded in parallel."""
-    if resolve_loader(loader, device) == "dali":
+    if resolve_loader(loader, translator.device) == "dali":
         # DALI batches are one tensor: images of differing sizes ('none') go one at a time
         same_size = dataset.opt.preprocess != "none"
-        dali = DaliLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False, seed=0, device=device)
+        dali = DaliLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False, seed=0, device=translator.device)
         for batch in dali.epoch(0):
             yield list(batch["A_paths"]), list(batch["A"])
         return
-    samples = ordered_map(pool, dataset.__getitem__, range(len(dataset)), window=4 * batch_size)
+    if dataset.opt.preprocess == "none":  # each image exactly as stored: the Translator pads and crops back
+        def decode(index: int) -> dict:
+            path = dataset.paths[index]
+            return {"A": translator.to_tensor_image(load_rgb(path)), "A_paths": path}
+    else:
+        decode = dataset.__getitem__
+    samples = ordered_map(pool, decode, range(len(dataset)), window=4 * batch_size)
     while chunk := [s for _, s in zip(range(batch_size), samples)]:
         yield [s["A_paths"] for s in chunk], [s["A"] for s in chunk]
 
@@ -171,7 +178,7 @@ def translate_folder(translator: Translator, input: str | os.PathLike, output: s
     writes: collections.deque[Future] = collections.deque()
     with ThreadPoolExecutor(workers) as decode, ThreadPoolExecutor(workers) as encode, \
             tqdm(total=len(dataset), unit="img", disable=not progress, desc="translate") as bar:
-        for paths, images in _batches(dataset, loader, translator.device, batch_size, decode):
+        for paths, images in _batches(dataset, translator, loader, batch_size, decode):
             by_size: dict[tuple, list[int]] = collections.defaultdict(list)
             for i, image in enumerate(images):
                 by_size[tuple(image.shape)].append(i)

@@ -111,15 +111,22 @@ def resolve_amp(amp: bool | str | torch.dtype | None) -> torch.dtype | None:
     raise UserError(f"amp={amp!r}: use None, True, 'bf16' or 'fp16'")
 
 
+def padded_size(size: int, multiple: int) -> int:
+    """`size` rounded up to a multiple, and to at least two: the ResNet's instance norm needs more
+    than one value per channel at its lowest resolution, and twice the multiple gives it 2x2."""
+    return max(-(-size // multiple) * multiple, 2 * multiple if multiple == 4 else multiple)
+
+
 def pad_reflect(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pads H and W (at the bottom and right) up to multiples of `multiple`, mirroring the image;
-    repeats the mirroring where the padding is wider than the image."""
+    """Pads H and W (at the bottom and right) up to `padded_size`, mirroring the image; repeats the
+    mirroring where the padding is wider than the image."""
     h, w = x.shape[-2:]
     if h < 2 or w < 2:
         raise UserError(f"an image of {w}x{h} pixels is too small to translate: it needs at least 2x2 pixels")
-    while x.shape[-2] % multiple or x.shape[-1] % multiple:
-        ph = min(-x.shape[-2] % multiple, x.shape[-2] - 1)
-        pw = min(-x.shape[-1] % multiple, x.shape[-1] - 1)
+    th, tw = padded_size(h, multiple), padded_size(w, multiple)
+    while x.shape[-2:] != (th, tw):
+        ph = min(th - x.shape[-2], x.shape[-2] - 1)
+        pw = min(tw - x.shape[-1], x.shape[-1] - 1)
         x = F.pad(x, (0, pw, 0, ph), mode="reflect")
     return x
 
@@ -198,7 +205,7 @@ class Translator:
         raise UserError(f"cannot translate a {type(images).__name__}: pass a PIL image, a list of them, "
                         "a uint8 numpy array (H, W, C) or a float tensor (N, C, H, W) in [-1, 1]")
 
-    def _to_tensor(self, img: Image.Image) -> torch.Tensor:
+    def to_tensor_image(self, img: Image.Image) -> torch.Tensor:
         from pyi2i.data.images import to_tensor
 
         if not isinstance(img, Image.Image):
@@ -212,7 +219,7 @@ class Translator:
         return to_uint8(y)[..., : y.shape[1]]
 
     def _translate_pil(self, images: list) -> list:
-        tensors = [self._to_tensor(img) for img in images]
+        tensors = [self.to_tensor_image(img) for img in images]
         out: list = [None] * len(images)
         by_size: dict[tuple, list[int]] = {}
         for i, t in enumerate(tensors):  # same-size images share a batch
