@@ -56,7 +56,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace outputs an earlier run left in --output")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
                    help="CycleGAN checkpoints: AtoB uses G_A, BtoA uses G_B")
-    p.add_argument("--net", choices=("G", "G_A", "G_B"), help="the generator of a training checkpoint (overrides --direction)")
+    p.add_argument("--net", choices=("G", "G_A", "G_B"),
+                   help="the generator of a training checkpoint (overrides --direction)")
     p.add_argument("--eval", action="store_true", help="eval mode: no dropout, batch norm running statistics")
     p.add_argument("--preprocess", choices=PREPROCESS, default="resize_and_crop",
                    help="as in training; 'none' keeps each image's size (padded to what the generator needs)")
@@ -67,7 +68,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
                    help="threads decoding the inputs and threads encoding the outputs")
     p.add_argument("--amp", choices=("none", *AMP_DTYPES), default="none", help="autocast dtype of the forward pass")
-    p.add_argument("--tile", type=positive_int, help="translate images larger than this in overlapping tiles of this size")
+    p.add_argument("--tile", type=positive_int,
+                   help="translate images larger than this in overlapping tiles of this size")
     p.add_argument("--tile_overlap", type=int, default=32, help="pixels shared by neighbouring tiles, blended smoothly")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument("--device", default="auto")
@@ -143,7 +145,8 @@ def _batches(dataset: SingleDataset, translator: Translator, loader: str, batch_
     if resolve_loader(loader, translator.device) == "dali":
         # DALI batches are one tensor: images of differing sizes ('none') go one at a time
         same_size = dataset.opt.preprocess != "none"
-        dali = DaliLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False, seed=0, device=translator.device)
+        dali = DaliLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False, seed=0,
+                          device=translator.device)
         for batch in dali.epoch(0):
             yield list(batch["A_paths"]), list(batch["A"])
         return

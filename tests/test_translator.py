@@ -123,3 +123,14 @@ def test_tiled_output_equals_untiled_away_from_the_blend_bands(tmp_path):
     torch.testing.assert_close(b[..., ~band], a[..., ~band], rtol=0, atol=1e-5 * scale)
     # inside the bands, each tile's edge effects get the window's small weight: within 1% here
     assert (b - a)[..., band].abs().max() <= 0.01 * scale
+
+
+def test_bf16_autocast_stays_near_fp32(tmp_path):
+    G, path = _saved(tmp_path, _options("resnet_6blocks"), std=0.05)
+    x = torch.rand(2, 3, 32, 36) * 2 - 1
+    fp32 = Translator.from_checkpoint(path, "cpu").translate_tensor(x)
+    bf16 = Translator.from_checkpoint(path, "cpu", amp="bf16").translate_tensor(x)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # it did run in bf16
+    assert (bf16 - fp32).abs().max() <= 0.05 * fp32.abs().max()
+    with pytest.raises(UserError, match="amp='int8'"):
+        Translator.from_checkpoint(path, "cpu", amp="int8")
