@@ -205,12 +205,11 @@ def translate_folder(translator: Translator, input: str | os.PathLike, output: s
 
 
 def translator_from_options(opt: argparse.Namespace) -> Translator:
-    net = opt.net or ("G_B" if opt.direction == "BtoA" else None)
     given = {k: getattr(opt, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc")}
     given["use_dropout"] = False if opt.no_dropout else None
-    return Translator.from_checkpoint(opt.checkpoint, opt.device, None if opt.amp == "none" else opt.amp, net=net,
-                                      eval=opt.eval, tile=opt.tile, tile_overlap=opt.tile_overlap, impl=opt.impl,
-                                      **given)
+    return Translator.from_checkpoint(opt.checkpoint, opt.device, None if opt.amp == "none" else opt.amp, net=opt.net,
+                                      direction=opt.direction, eval=opt.eval, tile=opt.tile,
+                                      tile_overlap=opt.tile_overlap, impl=opt.impl, **given)
 
 
 def translate(opt: argparse.Namespace) -> Path:

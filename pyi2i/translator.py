@@ -39,11 +39,13 @@ def _pyi2i_options(config: dict, name: str) -> dict:
                 use_dropout=not config["no_dropout"])
 
 
-def read_generator(path: str | os.PathLike, net: str | None = None, **given) -> tuple[dict, dict, str]:
+def read_generator(path: str | os.PathLike, net: str | None = None, direction: str = "AtoB",
+                   **given) -> tuple[dict, dict, str]:
     """(options, weights, layout) of the generator in `path`; layout is "pyi2i" (this package's own
     module names) or "original" (the original release's key names).
 
-    `net` picks the network of a training checkpoint (default G for pix2pix, G_A for CycleGAN).
+    `net` picks the network of a training checkpoint (default G for pix2pix, and for CycleGAN G_A,
+    or G_B with direction "BtoA").
     `given` holds options the user set (netG, ngf, norm, input_nc, output_nc, use_dropout); None
     means "read it from the file", and a value that contradicts the file is an error."""
     path = Path(path)
@@ -54,7 +56,7 @@ def read_generator(path: str | os.PathLike, net: str | None = None, **given) -> 
         state = checkpoints.load(path)
         if isinstance(state, dict) and state.get("format") == checkpoints.FORMAT:
             nets = state["method"]["nets"]
-            name = net or ("G" if "G" in nets else "G_A")
+            name = net or ("G" if "G" in nets else "G_B" if direction == "BtoA" else "G_A")
             if name not in nets or not name.startswith("G"):
                 raise UserError(f"{path} holds no generator {name!r}; choose one of "
                                 f"{', '.join(k for k in nets if k.startswith('G'))} with --net")
@@ -83,10 +85,10 @@ def _read_safetensors(path: Path) -> tuple[dict, dict]:
     return infer_generator_options(weights), weights
 
 
-def load_generator(path: str | os.PathLike, net: str | None = None, impl: str = "auto",
+def load_generator(path: str | os.PathLike, net: str | None = None, impl: str = "auto", direction: str = "AtoB",
                    **given) -> tuple[torch.nn.Module, dict]:
     """The generator in `path` with its weights, on the CPU, and its options (see `read_generator`)."""
-    options, weights, layout = read_generator(path, net, **given)
+    options, weights, layout = read_generator(path, net, direction, **given)
     G = build_generator(options, impl=impl)
     if layout == "original":
         from_original(G, weights, source=str(path))
@@ -161,9 +163,10 @@ class Translator:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None,
                         amp: bool | str | torch.dtype | None = None, *, net: str | None = None, eval: bool = True,
-                        tile: int | None = None, tile_overlap: int = 32, impl: str = "auto", **given) -> "Translator":
-        """A Translator for the generator in `path` (see `read_generator` for `net` and `given`)."""
-        G, options = load_generator(path, net, impl=impl, **given)
+                        tile: int | None = None, tile_overlap: int = 32, impl: str = "auto", direction: str = "AtoB",
+                        **given) -> "Translator":
+        """A Translator for the generator in `path` (see `read_generator` for `net`, `direction` and `given`)."""
+        G, options = load_generator(path, net, impl=impl, direction=direction, **given)
         return cls(G, options, device, amp, eval, tile, tile_overlap)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:

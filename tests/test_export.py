@@ -136,3 +136,14 @@ def test_an_option_that_contradicts_the_weights_is_one_line(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "--ngf 64 contradicts the weights" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "g.onnx").exists()
+
+
+def test_direction_picks_cyclegans_generator_and_leaves_pix2pix_alone(tmp_path):
+    nets, ckpt = _training_checkpoint(tmp_path)
+    assert Translator.from_checkpoint(ckpt, "cpu").options["input_nc"] == 3
+    assert Translator.from_checkpoint(ckpt, "cpu", direction="BtoA").options["input_nc"] == 1
+    state = torch.load(ckpt, weights_only=True)
+    state["config"]["arch"] = "pix2pix"
+    state["method"]["nets"] = {"G": state["method"]["nets"]["G_A"]}
+    torch.save(state, tmp_path / "pix2pix.pt")
+    assert Translator.from_checkpoint(tmp_path / "pix2pix.pt", "cpu", direction="BtoA").options["output_nc"] == 1
