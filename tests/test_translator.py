@@ -28,7 +28,8 @@ def _saved(tmp_path, options, name="latest_net_G.pth", std=0.2):
 
 
 @pytest.mark.parametrize("options", [
-    _options("resnet_3blocks"), _options("resnet_12blocks", "batch", use_dropout=True), _options("resnet_0blocks", "none"),
+    _options("resnet_3blocks"), _options("resnet_12blocks", "batch", use_dropout=True), _options("resnet_4blocks", "batch"),
+    _options("resnet_0blocks", "none"),
     _options("unet_64", "instance", input_nc=1), _options("unet_512", "none", output_nc=1),
 ])
 def test_any_depth_and_width_is_read_off_the_weights(tmp_path, options):
