@@ -46,7 +46,7 @@ FORMATS = ("onnx", "torchscript", "pt2", "safetensors")
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2}
 
 
-class ExportMismatch(RuntimeError):
+class ExportMismatch(UserError):
     """The exported model's output differs from PyTorch's by more than the tolerance."""
 
 
