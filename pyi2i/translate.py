@@ -1,33 +1,47 @@
 """python -m pyi2i.translate --checkpoint FILE --input DIR --output DIR
 
-Translates every image in DIR with a generator from a pyi2i training checkpoint (`latest.pt`,
-`epoch_NNN.pt`) or from the original release (`latest_net_G.pth`, `latest_net_G_A.pth`, ...),
-writing the outputs and an index.html page of input/output pairs.
+Translates every image under DIR with a generator from a pyi2i training checkpoint (`latest.pt`,
+`epoch_NNN.pt`), from the original release (`latest_net_G.pth`, `latest_net_G_A.pth`, ...) or from a
+safetensors export, writing OUTPUT/images/<folder under DIR>/STEM_fake.png beside STEM_real.png and
+an index.html page of input/output pairs. Outputs of an earlier run are kept: the command stops
+before writing anything unless --overwrite is given.
+
+Images are decoded by worker threads (DALI on a GPU), translated in batches of --batch_size (images
+of one size share a batch), and encoded and written by a thread pool while the next batch runs.
+Output names and contents do not depend on the batch size. --input may also be a video file
+(translated frame by frame into the video --output names; see pyi2i.video).
 
 As in the original release, pix2pix's test-time behaviour is the default: dropout stays on and
-batch norm uses the statistics of the test batch. `--eval` switches the network to eval mode.
+batch norm uses the statistics of each test image. `--eval` switches the network to eval mode.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import html
 import logging
+import os
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
 
-from pyi2i import checkpoints, fileio, reports
+from pyi2i import fileio
 from pyi2i.cli import run_cli
 from pyi2i.data import SingleDataset
+from pyi2i.data.images import load_rgb
 from pyi2i.data.dali import LOADERS, DaliLoader, resolve_loader
-from pyi2i.engine.trainer import resolve_device
-from pyi2i.models import GENERATORS, NORMS, UnetGenerator, define_G
-from pyi2i.models.original_format import IncompatibleCheckpoint, from_original, infer_generator_options
+from pyi2i.errors import UserError
+from pyi2i.models import GENERATORS, NORMS
 from pyi2i.options import PREPROCESS, positive_int
 from pyi2i.ops import IMPLS
+from pyi2i.translator import AMP_DTYPES, Translator
 
 log = logging.getLogger("pyi2i")
 
@@ -35,23 +49,35 @@ log = logging.getLogger("pyi2i")
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pyi2i.translate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="pyi2i checkpoint (.pt) or original *_net_G*.pth weights")
-    p.add_argument("--input", required=True, help="folder of images to translate")
-    p.add_argument("--output", required=True, help="folder for the results (created; existing files are kept)")
+    p.add_argument("--checkpoint", required=True,
+                   help="pyi2i checkpoint (.pt), original *_net_G*.pth weights or an exported .safetensors file")
+    p.add_argument("--input", required=True, help="folder of images (searched recursively) or a video file")
+    p.add_argument("--output", required=True, help="folder for the results, or a video file for a video input")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs an earlier run left in --output")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
                    help="CycleGAN checkpoints: AtoB uses G_A, BtoA uses G_B")
+    p.add_argument("--net", choices=("G", "G_A", "G_B"),
+                   help="the generator of a training checkpoint (overrides --direction)")
     p.add_argument("--eval", action="store_true", help="eval mode: no dropout, batch norm running statistics")
     p.add_argument("--preprocess", choices=PREPROCESS, default="resize_and_crop",
                    help="as in training; 'none' keeps each image's size (padded to what the generator needs)")
     p.add_argument("--load_size", type=positive_int, default=256)
     p.add_argument("--crop_size", type=positive_int, default=256)
     p.add_argument("--num_test", type=positive_int, help="translate at most this many images")
+    p.add_argument("--batch_size", type=positive_int, default=8, help="images per forward pass")
+    p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
+                   help="threads decoding the inputs and threads encoding the outputs")
+    p.add_argument("--amp", choices=("none", *AMP_DTYPES), default="none", help="autocast dtype of the forward pass")
+    p.add_argument("--tile", type=positive_int,
+                   help="translate images larger than this in overlapping tiles of this size")
+    p.add_argument("--tile_overlap", type=int, default=32, help="pixels shared by neighbouring tiles, blended smoothly")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument("--device", default="auto")
     p.add_argument("--loader", choices=LOADERS, default="auto",
-                   help="torch: PIL; dali: NVIDIA DALI (decoding on the GPU); auto: dali on a GPU when installed")
+                   help="torch: PIL in threads; dali: NVIDIA DALI (decoding on the GPU); auto: dali on a GPU when installed")
     p.add_argument("--impl", choices=IMPLS, default="auto")
-    g = p.add_argument_group("network (read from the checkpoint; give these only to override)")
-    g.add_argument("--netG", choices=GENERATORS)
+    g = p.add_argument_group("network (read from the checkpoint; a value that contradicts it is an error)")
+    g.add_argument("--netG", help=f"{', '.join(GENERATORS)}, or resnet_<N>blocks / unet_<2**depth>")
     g.add_argument("--ngf", type=positive_int)
     g.add_argument("--norm", choices=NORMS)
     g.add_argument("--input_nc", type=positive_int)
@@ -60,42 +86,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_generator(path: str, opt: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """The generator in `path` (pyi2i checkpoint or original weights) and its options."""
-    state = checkpoints.load(path)
-    if state.get("format") == checkpoints.FORMAT:
-        config = state["config"]
-        name = "G" if config["arch"] == "pix2pix" else ("G_B" if opt.direction == "BtoA" else "G_A")
-        weights = state["method"]["nets"][name]
-        nc = (config["output_nc"], config["input_nc"]) if name == "G_B" else (config["input_nc"], config["output_nc"])
-        found = dict(netG=config["netG"], ngf=config["ngf"], norm=config["norm"], input_nc=nc[0], output_nc=nc[1],
-                     use_dropout=not config["no_dropout"])
-    else:
-        weights = None
-        found = infer_generator_options(state)
-    overrides = {k: getattr(opt, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc") if getattr(opt, k)}
-    found.update(overrides)
-    if opt.no_dropout:
-        found["use_dropout"] = False
-    elif found["use_dropout"] is None:  # U-Net files do not show it: pix2pix trains with dropout on
-        found["use_dropout"] = True
-    G = define_G(found["netG"], found["input_nc"], found["output_nc"], found["ngf"], found["norm"],
-                 found["use_dropout"], impl=opt.impl, init=False)
-    if weights is None:
-        from_original(G, state, source=path)
-    else:
-        try:
-            G.load_state_dict(weights)
-        except RuntimeError as e:
-            raise IncompatibleCheckpoint(f"{path}: the options given do not match the checkpoint's generator: {e}") from e
-    return G.to(device), found
+def output_stem(path: str, root: str | os.PathLike) -> str:
+    """`images/<folder of path under root>/<stem>`: inputs with one stem in different folders keep
+    apart, and a name never leaves the output folder."""
+    rel = Path(os.path.relpath(path, root))
+    if rel.parts and rel.parts[0] == os.pardir:  # a link out of the tree: only its own name
+        rel = Path(rel.name)
+    return (Path("images") / rel.parent / rel.stem).as_posix()
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pads H and W up to a multiple (replicating the border); returns the original size too."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    return (F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x), (h, w)
+def _check_outputs(output: Path, stems: list[str], overwrite: bool) -> None:
+    """No two inputs write one file, and no earlier run's output is replaced unless asked."""
+    seen: dict[str, int] = collections.Counter(stems)
+    clash = next((s for s, n in seen.items() if n > 1), None)
+    if clash:  # a.png and a.jpg in one folder
+        raise UserError(f"{seen[clash]} inputs would all be written as {clash}_fake.png: give the images "
+                        "in one folder distinct names (they differ only in their extension)")
+    if overwrite:
+        return
+    existing = [output / f"{s}{end}" for s in stems for end in ("_fake.png", "_real.png")
+                if (output / f"{s}{end}").exists()]
+    if existing:
+        raise UserError(f"{len(existing)} outputs of an earlier run are in {output} (first: {existing[0]}); "
+                        "pass --overwrite to replace them, or choose another --output")
 
 
 def write_index(output: Path, rows: list[tuple[str, str, str]]) -> None:
@@ -109,40 +122,108 @@ def write_index(output: Path, rows: list[tuple[str, str, str]]) -> None:
     fileio.write_text(output / "index.html", page)
 
 
-def _images(dataset: SingleDataset, loader: str, device: torch.device):
-    """Batches of one image, in file order, from the loader `--loader` names."""
-    if resolve_loader(loader, device) == "dali":
-        return DaliLoader(dataset, batch_size=1, shuffle=False, seed=0, device=device).epoch(0)
-    return ({"A": s["A"][None], "A_paths": [s["A_paths"]]} for s in dataset)
+def write_png(array: np.ndarray, path: Path) -> None:
+    """(H, W, C) uint8 as a PNG, atomically."""
+    with fileio.atomic_write(path, "wb") as f:
+        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(f, format="PNG")
 
 
-@torch.no_grad()
-def translate(opt: argparse.Namespace) -> Path:
-    device = resolve_device(opt.device)
-    G, found = load_generator(opt.checkpoint, opt, device)
-    G.train(not opt.eval)
-    multiple = 2 ** G.num_downs if isinstance(G, UnetGenerator) else 4
+def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
+    """pool.map(fn, items) in order, with at most `window` items in flight (bounded memory)."""
+    pending: collections.deque[Future] = collections.deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def _batches(dataset: SingleDataset, translator: Translator, loader: str, batch_size: int,
+             pool: ThreadPoolExecutor) -> Iterator[tuple[list[str], list[torch.Tensor]]]:
+    """(paths, (C, H, W) images) in file order, `batch_size` at a time, decoded in parallel."""
+    if resolve_loader(loader, translator.device) == "dali":
+        # DALI batches are one tensor: images of differing sizes ('none') go one at a time
+        same_size = dataset.opt.preprocess != "none"
+        dali = DaliLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False, seed=0,
+                          device=translator.device)
+        for batch in dali.epoch(0):
+            yield list(batch["A_paths"]), list(batch["A"])
+        return
+    if dataset.opt.preprocess == "none":  # each image exactly as stored: the Translator pads and crops back
+        def decode(index: int) -> dict:
+            path = dataset.paths[index]
+            return {"A": translator.to_tensor_image(load_rgb(path)), "A_paths": path}
+    else:
+        decode = dataset.__getitem__
+    samples = ordered_map(pool, decode, range(len(dataset)), window=4 * batch_size)
+    while chunk := [s for _, s in zip(range(batch_size), samples)]:
+        yield [s["A_paths"] for s in chunk], [s["A"] for s in chunk]
+
+
+def translate_folder(translator: Translator, input: str | os.PathLike, output: str | os.PathLike, *,
+                     batch_size: int = 8, overwrite: bool = False, progress: bool = True, preprocess: str = "none",
+                     load_size: int = 256, crop_size: int = 256, num_test: int | None = None, loader: str = "torch",
+                     workers: int | None = None) -> Path:
+    """Every image under `input` to OUTPUT/images/<relative folder>/STEM_{fake,real}.png and an index.html."""
+    options = translator.options
     data_opt = argparse.Namespace(
-        dataroot=opt.input, phase="test", dataset_mode="single", direction="AtoB", preprocess=opt.preprocess,
-        load_size=opt.load_size, crop_size=opt.crop_size, no_flip=True, input_nc=found["input_nc"],
-        output_nc=found["output_nc"], max_dataset_size=opt.num_test or float("inf"), serial_batches=True,
+        dataroot=str(input), phase="test", dataset_mode="single", direction="AtoB", preprocess=preprocess,
+        load_size=load_size, crop_size=crop_size, no_flip=True, input_nc=options["input_nc"],
+        output_nc=options["output_nc"], max_dataset_size=num_test or float("inf"), serial_batches=True,
         skip_bad_images=False, seed=0)
     dataset = SingleDataset(data_opt)
-    output = Path(opt.output)
-    (output / "images").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for batch in _images(dataset, opt.loader, device):  # one at a time: with 'none', sizes differ
-        x, size = pad_to_multiple(batch["A"].to(device), multiple)
-        fake = G(x)[..., : size[0], : size[1]]
-        path = batch["A_paths"][0]
-        stem = Path(path).stem
-        real_name, fake_name = f"images/{stem}_real.png", f"images/{stem}_fake.png"
-        reports.save_image(batch["A"][0], output / real_name)
-        reports.save_image(fake[0], output / fake_name)
-        rows.append((Path(path).name, real_name, fake_name))
+    output = Path(output)
+    stems = [output_stem(p, input) for p in dataset.paths]
+    _check_outputs(output, stems, overwrite)
+    stem_of = dict(zip(dataset.paths, stems))
+    workers = workers or min(8, os.cpu_count() or 1)
+    writes: collections.deque[Future] = collections.deque()
+    with ThreadPoolExecutor(workers) as decode, ThreadPoolExecutor(workers) as encode, \
+            tqdm(total=len(dataset), unit="img", disable=not progress, desc="translate") as bar:
+        for paths, images in _batches(dataset, translator, loader, batch_size, decode):
+            by_size: dict[tuple, list[int]] = collections.defaultdict(list)
+            for i, image in enumerate(images):
+                by_size[tuple(image.shape)].append(i)
+            for indices in by_size.values():
+                real = torch.stack([images[i] for i in indices])
+                fake = translator.to_uint8(translator.translate_tensor(real))
+                real = translator.to_uint8(real)
+                for k, i in enumerate(indices):
+                    stem = stem_of[paths[i]]
+                    writes.append(encode.submit(write_png, fake[k], output / f"{stem}_fake.png"))
+                    writes.append(encode.submit(write_png, real[k], output / f"{stem}_real.png"))
+            while len(writes) > 4 * batch_size * 2:  # bounded: the encoder keeps at most a few batches
+                writes.popleft().result()
+            bar.update(len(paths))
+        for w in writes:
+            w.result()
+    rows = [(Path(p).name, f"{stem_of[p]}_real.png", f"{stem_of[p]}_fake.png") for p in dataset.paths]
     write_index(output, rows)
-    log.info("translated %d images with %s (%s) into %s", len(rows), found["netG"], opt.checkpoint, output)
+    log.info("translated %d images with %s into %s", len(rows), options["netG"], output)
     return output
+
+
+def translator_from_options(opt: argparse.Namespace) -> Translator:
+    given = {k: getattr(opt, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc")}
+    given["use_dropout"] = False if opt.no_dropout else None
+    return Translator.from_checkpoint(opt.checkpoint, opt.device, None if opt.amp == "none" else opt.amp, net=opt.net,
+                                      direction=opt.direction, eval=opt.eval, tile=opt.tile,
+                                      tile_overlap=opt.tile_overlap, impl=opt.impl, **given)
+
+
+def translate(opt: argparse.Namespace) -> Path:
+    translator = translator_from_options(opt)
+    from pyi2i.video import is_video
+
+    if is_video(opt.input):
+        from pyi2i.video import translate_video
+
+        return translate_video(translator, opt.input, opt.output, batch_size=opt.batch_size,
+                               overwrite=opt.overwrite, progress=not opt.no_progress)
+    return translate_folder(translator, opt.input, opt.output, batch_size=opt.batch_size, overwrite=opt.overwrite,
+                            progress=not opt.no_progress, preprocess=opt.preprocess, load_size=opt.load_size,
+                            crop_size=opt.crop_size, num_test=opt.num_test, loader=opt.loader, workers=opt.workers)
 
 
 def main(argv: list[str] | None = None) -> None:

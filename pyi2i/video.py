@@ -1,0 +1,98 @@
+"""Video in, video out: `translate --input clip.mp4 --output out.mp4` (PyAV, the `video` extra).
+
+Frames are decoded on the CPU by FFmpeg through PyAV, translated in batches by a Translator, and
+encoded into the output at the source's frame rate and size; audio and other streams are left out.
+The output is written to a temporary file beside its destination and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pyi2i import fileio
+from pyi2i.errors import UserError
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+# container format and preferred codecs per output suffix (the first one FFmpeg has is used)
+_CONTAINERS = {".mp4": ("mp4", ("libx264", "h264", "mpeg4")), ".m4v": ("mp4", ("libx264", "h264", "mpeg4")),
+               ".mov": ("mov", ("libx264", "h264", "mpeg4")), ".mkv": ("matroska", ("libx264", "h264", "mpeg4")),
+               ".avi": ("avi", ("mpeg4",)), ".webm": ("webm", ("libvpx-vp9", "libvpx"))}
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES and Path(path).is_file()
+
+
+def _av():
+    try:
+        import av
+    except ImportError as e:
+        raise UserError(f"translating a video needs PyAV ({e}): pip install 'pyi2i[video]'") from e
+    return av
+
+
+def _codec(av, suffix: str) -> tuple[str, str]:
+    if suffix not in _CONTAINERS:
+        raise UserError(f"--output for a video input must end in one of {', '.join(_CONTAINERS)}, got {suffix!r}")
+    container, codecs = _CONTAINERS[suffix]
+    for codec in codecs:
+        if codec in av.codecs_available:
+            return container, codec
+    raise UserError(f"this FFmpeg build has none of the encoders {', '.join(codecs)} for {suffix} files; "
+                    "choose another --output suffix")
+
+
+def translate_video(translator, input: str | os.PathLike, output: str | os.PathLike, *, batch_size: int = 8,
+                    overwrite: bool = False, progress: bool = True) -> Path:
+    """Every frame of the video `input` through `translator`, into the video `output` (same frame
+    rate and size, no audio)."""
+    av = _av()
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise UserError(f"{output} exists (from an earlier run?); pass --overwrite to replace it")
+    container_format, codec = _codec(av, output.suffix.lower())
+    try:
+        source = av.open(str(input))
+    except av.FFmpegError as e:
+        raise UserError(f"{input}: not a readable video ({e})") from e
+    with source:
+        if not source.streams.video:
+            raise UserError(f"{input} holds no video stream")
+        stream = source.streams.video[0]
+        stream.thread_type = "AUTO"  # FFmpeg decodes with its own threads
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        with fileio.atomic_write(output, "wb") as f, av.open(f, "w", format=container_format) as sink:
+            out = sink.add_stream(codec, rate=rate)
+            out.width, out.height = stream.codec_context.width, stream.codec_context.height
+            out.pix_fmt = "yuv420p"
+            count = 0
+            bar = tqdm(total=stream.frames or None, unit="frame", disable=not progress, desc="translate")
+
+            def encode(frames: list[np.ndarray]) -> None:
+                nonlocal count
+                for array in translator(np.stack(frames)):
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+                    frame.pts, frame.time_base = count, Fraction(1) / rate
+                    count += 1
+                    sink.mux(out.encode(frame))
+                bar.update(len(frames))
+
+            batch: list[np.ndarray] = []
+            for frame in source.decode(stream):
+                batch.append(frame.to_ndarray(format="rgb24"))
+                if len(batch) == batch_size:
+                    encode(batch)
+                    batch = []
+            if batch:
+                encode(batch)
+            sink.mux(out.encode(None))  # flush the encoder's delayed frames
+            bar.close()
+    if count == 0:
+        output.unlink(missing_ok=True)
+        raise UserError(f"{input} holds no decodable video frames")
+    return output
