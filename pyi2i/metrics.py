@@ -23,6 +23,7 @@ import torch.nn as nn
 from PIL import Image
 
 from pyi2i.data import DataError, load_rgb, make_dataset
+from pyi2i.errors import UserError
 from pyi2i.reports import to_uint8
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -32,7 +33,7 @@ KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 METRIC_NAMES = ("fid", "kid", "kid_std", "psnr", "ssim", "lpips")
 
 
-class MetricUnavailable(RuntimeError):
+class MetricUnavailable(UserError, RuntimeError):
     """A metric cannot be computed on this machine; the message says what is missing and how to add it."""
 
 

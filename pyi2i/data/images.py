@@ -10,13 +10,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pyi2i.errors import UserError
+
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
 # Everything PIL and its plugins raise for a file they cannot decode (truncated, corrupt, not an image).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A problem with the user's data (layout, files, sizes), stated with the file and the fix."""
 
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from pyi2i.errors import UserError
+
 # Wrappers whose prefixes a user's file may carry: DataParallel/DDP and torch.compile.
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 # State that old releases saved for instance-norm layers, which have none.
 _STRAY_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-class IncompatibleCheckpoint(ValueError):
+class IncompatibleCheckpoint(UserError, ValueError):
     """A weights file does not fit the network it is being loaded into."""
 
 

@@ -23,13 +23,15 @@ from typing import Callable
 
 import torch
 
+from pyi2i.errors import UserError
+
 IMPLS = ("auto", "ref", "triton", "cuda")
 FAST_BACKENDS = ("cuda", "triton")  # preference order for impl='auto'
 
 log = logging.getLogger("pyi2i.ops")
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UserError, RuntimeError):
     """An explicitly requested backend cannot run this op on this input."""
 
 
