@@ -35,10 +35,27 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, wor
     return order[rank::world_size]
 
 
+# Ctrl-C, and the SIGTERM of timeout, Slurm or Kubernetes, reach the whole process group; the
+# training process saves a checkpoint and stops the loader itself, so a worker must not die under it.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _ignore_interrupts(worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group; the training process saves a checkpoint and stops the
-    # loader itself, so a worker must not die under it first.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for s in _STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # what arrived since the fork is now dropped
+
+
+class _Loader(DataLoader):
+    def __iter__(self):
+        # The workers start here. They are forked with the stop signals blocked, so that one arriving
+        # before a worker has set them to be ignored waits instead of killing it; the training
+        # process gets its own as soon as the mask is restored.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def create_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_workers: int, seed: int, epoch: int,
@@ -51,7 +68,7 @@ def create_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_worke
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     indices = epoch_order(len(dataset), seed, epoch, shuffle, rank, world_size)[start_batch * batch_size:]
-    return DataLoader(
+    return _Loader(
         dataset,
         batch_size=batch_size,
         sampler=indices,
