@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import numpy as np
@@ -40,10 +41,18 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, wor
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _ignore_interrupts(worker_id: int) -> None:
+def _leave_the_process_group(worker_id: int) -> None:
+    # In a process group of its own, a worker no longer receives what is sent to the training
+    # process's group, while a SIGTERM sent to it alone (the loader's own way to stop a worker that
+    # hangs, and multiprocessing's at exit) still ends it. Ignoring SIGTERM instead would leave the
+    # loader unable to stop its workers.
     for s in _STOP_SIGNALS:
         signal.signal(s, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # what arrived since the fork is now dropped
+    os.setpgid(0, 0)
+    # The stop signals were blocked since the fork: what reached the old group meanwhile is pending,
+    # and is dropped here, while they are ignored.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class _Loader(DataLoader):
@@ -77,7 +86,7 @@ def create_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_worke
         drop_last=False,
         # Fresh workers each epoch receive the dataset with its new epoch set.
         persistent_workers=False,
-        worker_init_fn=_ignore_interrupts,
+        worker_init_fn=_leave_the_process_group,
         # The loader draws its workers' base seed from this generator instead of the global one, so
         # iterating it leaves the training RNG untouched.
         generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)),
