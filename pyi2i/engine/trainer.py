@@ -106,7 +106,9 @@ class StopRequest:
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
-            signal.signal(s, handler)
+            # Once stopping for SIGTERM, the process is on its way out: a repeated one must not kill it
+            # before it exits with its status (and its checkpoint is saved by now).
+            signal.signal(s, signal.SIG_IGN if self.signal == signal.SIGTERM == s else handler)
 
 
 class Trainer:
