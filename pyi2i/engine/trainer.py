@@ -35,6 +35,7 @@ LATEST = "latest.pt"
 PROFILE_STEPS = 5
 
 
+# NonFiniteLoss is raised by the guard and caught by callers of the trainer.
 __all__ = ["NonFiniteLoss", "RunExists", "Trainer", "resolve_device", "train"]
 
 
@@ -51,8 +52,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable(f"--device {name}: this machine has no usable CUDA device (torch {torch.__version__}); "
-                         "use --device cpu")
+        raise DeviceUnavailable(f"--device {name}: this machine has no usable CUDA device "
+                                f"(torch {torch.__version__}); use --device cpu")
     return device
 
 

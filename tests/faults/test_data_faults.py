@@ -2,7 +2,6 @@
 folder, an error inside a loader worker, a wrong weights file, an evaluation folder holding copies of
 the inputs. Outcome: the data counted once; one line naming the file and the fix."""
 
-import argparse
 import os
 import shutil
 

@@ -10,7 +10,6 @@ import sys
 import time
 
 import pytest
-import torch
 
 from faultkit import tiny_options
 from pyi2i import checkpoints, fileio, integrity

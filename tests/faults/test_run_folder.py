@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from faultkit import tiny_options, training_argv, TINY
+from faultkit import TINY, tiny_options, training_argv
 from pyi2i import checkpoints, fileio, integrity, reports
 from pyi2i.cli import run_cli
 from pyi2i.engine.trainer import train
@@ -29,7 +29,8 @@ def cli_train(dataroot, checkpoints_dir, caplog, **overrides):
     return code, [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-HOLDER = "from pyi2i.engine.lock import RunLock; import sys, time; RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)"
+HOLDER = ("from pyi2i.engine.lock import RunLock; import sys, time; RunLock(sys.argv[1]).acquire(); "
+          "print('held', flush=True); time.sleep(120)")
 
 
 def test_a_second_writer_stops_at_once_naming_the_holder_and_the_lock_dies_with_it(demo_root, tmp_path, caplog):
@@ -41,8 +42,9 @@ def test_a_second_writer_stops_at_once_naming_the_holder_and_the_lock_dies_with_
         assert code == 1
         [error] = errors
         assert re.fullmatch(rf"error: {re.escape(str(run))} is in use by PID {holder.pid} on host "
-                            rf"{re.escape(socket.gethostname())} \(since [0-9-]+ [0-9:]+\): wait for that run to end "
-                            r"or stop it, or choose another --name \(or --checkpoints_dir\); nothing was written", error)
+                            rf"{re.escape(socket.gethostname())} \(since [0-9-]+ [0-9:]+\): wait for that run to "
+                            r"end or stop it, or choose another --name \(or --checkpoints_dir\); nothing was written",
+                            error)
         assert sorted(p.name for p in run.iterdir()) == [".lock"]
     finally:
         holder.kill()  # SIGKILL: no chance to clean up, the kernel drops the lock
