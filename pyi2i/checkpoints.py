@@ -2,18 +2,23 @@
 
 Every file is written to a temporary name beside its destination and renamed over it, so a crash
 or a full disk never leaves a half-written checkpoint, and the previous one stays until the new one
-is complete.
+is complete. Each carries a checksum record (pyi2i.integrity) that is verified when it is loaded.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from pathlib import Path
 
 import torch
 
-from pyi2i.fileio import atomic_write
+from pyi2i import integrity
+from pyi2i.errors import UserError
 from pyi2i.models.original_format import IncompatibleCheckpoint, from_original, to_original
+
+log = logging.getLogger("pyi2i")
 
 FORMAT = "pyi2i-train"
 VERSION = 1
@@ -21,22 +26,50 @@ VERSION = 1
 ARCHITECTURE_KEYS = ("arch", "netG", "netD", "n_layers_D", "ngf", "ndf", "norm", "input_nc", "output_nc", "no_dropout")
 
 
+class MissingCheckpoint(UserError, FileNotFoundError):
+    """A checkpoint or weights file that should be there is not."""
+
+
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """torch.save to `path` through a temporary file in the same folder and an atomic rename."""
-    with atomic_write(path, "wb") as f:
-        torch.save(obj, f)
+    """torch.save to `path` through a temporary file in the same folder and an atomic rename, with
+    its checksum record."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    integrity.save_bytes(path, buffer.getvalue())
 
 
 def load(path: str | os.PathLike) -> dict:
-    """A checkpoint's contents, on the CPU; clear errors for missing or unreadable files."""
+    """A checkpoint's contents, on the CPU, after checking it against its checksum record; clear
+    errors for missing, corrupt or unreadable files."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingCheckpoint(f"checkpoint {path} does not exist")
+    integrity.verify(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise IncompatibleCheckpoint(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {e}); "
                                      "it may be truncated or corrupt") from e
+
+
+def load_latest(run_dir: Path, latest: str) -> tuple[dict, Path]:
+    """The newest checkpoint of a run that loads: `latest`, else the numbered epoch checkpoints from
+    the newest down, saying so. Raises the error of `latest` when none loads."""
+    candidates = [run_dir / latest] + sorted(run_dir.glob("epoch_*.pt"), reverse=True)
+    first_error = None
+    for path in candidates:
+        try:
+            state = load(path)
+        except (integrity.CorruptFile, IncompatibleCheckpoint, MissingCheckpoint) as e:
+            first_error = first_error or e
+            if path.exists():
+                log.warning("cannot resume from %s: %s", path, e)
+            continue
+        if path != candidates[0]:
+            log.warning("falling back to the previous good checkpoint %s (epoch %s, step %s)", path,
+                        state.get("epoch"), state.get("step"))
+        return state, path
+    raise first_error
 
 
 def check_resumable(state: dict, config: dict, path: Path) -> None:

@@ -7,27 +7,39 @@ import os
 import sys
 from typing import Callable
 
+from pyi2i.errors import UserError
+
 log = logging.getLogger("pyi2i")
+
+# Raised for bad input by code that predates UserError; a message, not a bug, like UserError.
+_OLDER_USER_ERRORS = (ValueError, FileExistsError, FileNotFoundError)
+# How torch's DataLoader re-raises an exception from a worker: the worker's traceback inside the message.
+_WORKER_TRACEBACK = "Original Traceback (most recent call last):"
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line; for an error re-raised from a data-loader worker, the
+    worker's own message rather than its traceback."""
+    message = str(error)
+    if _WORKER_TRACEBACK in message:
+        last = [line for line in message.splitlines() if line.strip()][-1]
+        # "pyi2i.data.images.DataError: cannot read image ..." -> "cannot read image ..."
+        prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+        message = (last[len(prefix):] if last.startswith(prefix) else last.split(": ", 1)[-1]) + \
+            " (in a data-loader worker)"
+    return " ".join(message.split())
 
 
 def run_cli(main: Callable[[], None]) -> int:
-    """Runs `main`; a problem with the user's input or files ends with its message and exit code 1
-    instead of a traceback (set PYI2I_DEBUG=1 to see the traceback)."""
-    from pyi2i.data import DataError
-    from pyi2i.data.dali import DaliUnavailable
-    from pyi2i.engine.trainer import NonFiniteLoss
-    from pyi2i.errors import UserError
-    from pyi2i.models.original_format import IncompatibleCheckpoint
-    from pyi2i.ops import BackendUnavailable
-
+    """Runs `main`; a problem with the user's input, files or environment ends with its message on
+    one line and exit code 1 instead of a traceback (set PYI2I_DEBUG=1 to see the traceback). Usage
+    errors exit 2, from argparse."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    user_errors = (UserError, DataError, DaliUnavailable, IncompatibleCheckpoint, NonFiniteLoss, BackendUnavailable,
-                   FileExistsError, FileNotFoundError, ValueError)
     try:
         main()
-    except user_errors as e:
+    except (UserError, *_OLDER_USER_ERRORS) as e:
         if os.environ.get("PYI2I_DEBUG"):
             raise
-        log.error("error: %s", e)
+        log.error("error: %s", one_line(e))
         return 1
     return 0

@@ -2,7 +2,8 @@
 
 Image-quality metrics of generated images: FID and KID against the real images (Inception-v3 pool
 features), and, when every fake has a real image of the same name (NAME.png, NAME_fake.png and
-NAME_real.png pair up), PSNR, SSIM and LPIPS between the pairs.
+NAME_real.png pair up), PSNR, SSIM and LPIPS between the pairs. In a folder written by translate,
+only the NAME_fake.png files count as generated; its NAME_real.png copies of the inputs are left out.
 
 Inception-v3 and LPIPS weights are downloaded on first use where there is network access; offline,
 the command names the file it needs and where to put it (or take --inception_weights FILE), and
@@ -15,11 +16,11 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
-from pyi2i import metrics
+from pyi2i import fileio, metrics
 from pyi2i.cli import run_cli
 from pyi2i.engine.trainer import resolve_device
+from pyi2i.errors import UserError
 from pyi2i.options import add_evaluation_options, positive_int
 
 log = logging.getLogger("pyi2i")
@@ -44,15 +45,15 @@ def main(argv: list[str] | None = None) -> None:
                                                    feature_extractor=opt.feature_extractor,
                                                    lpips=not opt.no_lpips, device=device)
     if image_metrics is None:
-        raise ValueError(next(iter(skipped.values())))
+        raise UserError(next(iter(skipped.values())))
     values, more, counts = metrics.evaluate_folders(opt.real, opt.fake, image_metrics, opt.batch_size)
     skipped = {k: v for k, v in {**skipped, **more}.items() if k not in values}
     for reason in dict.fromkeys(skipped.values()):
         log.warning("%s skipped: %s", ", ".join(k.upper() for k, v in skipped.items() if v == reason), reason)
     if opt.json:
-        Path(opt.json).write_text(json.dumps({"metrics": values, "skipped": skipped, "counts": counts}, indent=2))
+        fileio.write_text(opt.json, json.dumps({"metrics": values, "skipped": skipped, "counts": counts}, indent=2))
     if not values:
-        raise ValueError(f"no metric could be computed for {opt.fake} against {opt.real} (reasons above)")
+        raise UserError(f"no metric could be computed for {opt.fake} against {opt.real} (reasons above)")
     log.info("%d real, %d generated images, %d pairs", counts["real"], counts["fake"], counts["pairs"])
     for name, value in values.items():
         print(f"{name} {value:.6g}")

@@ -15,7 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from pyi2i.errors import UserError
+
 TMP_SUFFIX = ".pyi2i-tmp"
+
+
+class WriteFailed(UserError, OSError):
+    """A file could not be written (disk full, read-only or missing folder)."""
 
 
 @contextlib.contextmanager
@@ -27,16 +33,22 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> It
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_write writes whole files: mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteFailed):  # a full disk, a read-only folder
+            kept = "the previous file is kept" if path.exists() else "nothing was written"
+            raise WriteFailed(f"cannot write {path}: {e.strerror or e}; {kept}. Free disk space or choose a "
+                              "writable folder, then run again") from e
         raise
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import re
 import urllib.error
 import warnings
@@ -23,6 +24,7 @@ import torch.nn as nn
 from PIL import Image
 
 from pyi2i.data import DataError, load_rgb, make_dataset
+from pyi2i.errors import UserError
 from pyi2i.reports import to_uint8
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -32,7 +34,7 @@ KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 METRIC_NAMES = ("fid", "kid", "kid_std", "psnr", "ssim", "lpips")
 
 
-class MetricUnavailable(RuntimeError):
+class MetricUnavailable(UserError, RuntimeError):
     """A metric cannot be computed on this machine; the message says what is missing and how to add it."""
 
 
@@ -271,9 +273,35 @@ def load_uint8(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(np.asarray(load_rgb(path)).copy()).permute(2, 0, 1)
 
 
-def _pair_key(path: str) -> str:
-    # translate.py writes NAME_fake.png / NAME_real.png, the original release NAME_fake_B.png / NAME_real_A.png
-    return re.sub(r"_(fake|real)(_[AB])?$", "", Path(path).stem)
+# translate.py writes NAME_fake.png / NAME_real.png, the original release NAME_fake_B.png / NAME_real_A.png.
+_MARKER = re.compile(r"_(fake|real)(_[AB])?$")
+
+
+def _marker(path: str) -> str | None:
+    """'fake', 'real' or None, from the file name."""
+    found = _MARKER.search(Path(path).stem)
+    return found.group(1) if found else None
+
+
+def _pair_key(path: str, folder: str | Path) -> str:
+    """The path relative to `folder`, without suffix or marker: a/x_fake.png and a/x.png share 'a/x'."""
+    relative = Path(os.path.relpath(path, folder))
+    return str(relative.parent / _MARKER.sub("", relative.stem))
+
+
+def generated_images(paths: list[str], folder: str | Path) -> list[str]:
+    """The generated images among `paths`: the *_fake* ones where there are any (translate's output
+    also holds *_real* copies of its inputs), else all of them (a folder of generated images alone).
+    DataError for a folder of *_real* copies with no *_fake* images, which cannot be told apart."""
+    fakes = [p for p in paths if _marker(p) == "fake"]
+    if fakes:
+        return fakes
+    real = [p for p in paths if _marker(p) == "real"]
+    if real:
+        raise DataError(f"{folder} holds {len(real)} *_real* image(s) (copies of inputs, e.g. {Path(real[0]).name}) "
+                        "and no *_fake* ones, so the generated images cannot be told apart from the inputs: pass "
+                        "the folder with NAME_fake.png files, or one holding generated images only")
+    return paths
 
 
 def _image_size(path: str) -> tuple[int, int]:
@@ -296,20 +324,23 @@ def _batches(paths: list, batch_size: int, load) -> Iterator[torch.Tensor]:
 
 def evaluate_folders(real_dir: str | Path, fake_dir: str | Path, metrics: ImageMetrics,
                      batch_size: int = 50) -> tuple[dict[str, float], dict[str, str], dict[str, int]]:
-    """Metrics of the images in `fake_dir` against those in `real_dir`: FID and KID between the two
-    sets; PSNR, SSIM and LPIPS between images paired by name (NAME.png, NAME_fake.png and
-    NAME_real.png pair up) when every fake has its real. Returns (values, skipped, counts)."""
+    """Metrics of the generated images in `fake_dir` (see generated_images) against those in
+    `real_dir`: FID and KID between the two sets; PSNR, SSIM and LPIPS between images paired by
+    relative path and name (NAME.png, NAME_fake.png and NAME_real.png pair up) when every fake has
+    its real. Returns (values, skipped, counts)."""
     reals, fakes = (make_dataset(d) for d in (real_dir, fake_dir))
     for folder, paths in ((real_dir, reals), (fake_dir, fakes)):
         if not paths:
             raise DataError(f"no images (.png, .jpg, ...) in {folder}")
-    by_key = {_pair_key(p): p for p in reals}
-    unpaired = [p for p in fakes if _pair_key(p) not in by_key]
+    fakes = generated_images(fakes, fake_dir)
+    reals = [p for p in reals if _marker(p) != "fake"] or reals
+    by_key = {_pair_key(p, real_dir): p for p in reals}
+    unpaired = [p for p in fakes if _pair_key(p, fake_dir) not in by_key]
     if unpaired:
         why = (f"{len(unpaired)} of {len(fakes)} images in {fake_dir} have no real image of the same name in "
                f"{real_dir} (first: {Path(unpaired[0]).name})")
     else:
-        pairs = [(p, by_key[_pair_key(p)]) for p in fakes]
+        pairs = [(p, by_key[_pair_key(p, fake_dir)]) for p in fakes]
         sizes = [tuple(_image_size(p) for p in pair) for pair in pairs]
         mismatch = next((pair for pair, (a, b) in zip(pairs, sizes) if a != b), None)
         why = mismatch and (f"{Path(mismatch[0]).name} and {Path(mismatch[1]).name} differ in size; paired metrics "

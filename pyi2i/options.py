@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 
 from pyi2i.data.dali import LOADERS
 from pyi2i.models import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS
@@ -168,6 +169,12 @@ def training_parser() -> argparse.ArgumentParser:
     return p
 
 
+def is_plain_name(name: str) -> bool:
+    """True for a name that stays one folder inside its parent: no separators, not '.' or '..'."""
+    separators = [os.sep] + ([os.altsep] if os.altsep else [])
+    return bool(name) and name not in (".", "..") and "\0" not in name and not any(c in name for c in separators)
+
+
 def apply_defaults(opt: argparse.Namespace, table: dict) -> list[str]:
     """Fill options the user left unset (None) from `table`; returns the names filled."""
     filled = []
@@ -194,6 +201,9 @@ def parse_training(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check(parser: argparse.ArgumentParser, opt: argparse.Namespace) -> None:
     """Reject option combinations that cannot work, with the fix."""
+    if opt.name is not None and not is_plain_name(opt.name):
+        parser.error(f"--name {opt.name!r} must be a plain folder name (no /, no .., not absolute): the run is "
+                     "saved in CHECKPOINTS_DIR/NAME; use --checkpoints_dir to choose where")
     if opt.preprocess in ("resize_and_crop", "scale_width_and_crop") and opt.crop_size > opt.load_size:
         parser.error(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
                      "crops are taken from the resized image, so use --crop_size <= --load_size")

@@ -78,6 +78,15 @@ class CsvLog:
         with self.path.open("a", newline="") as f:
             csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.fields])
 
+    def drop_after(self, step: int) -> int:
+        """Removes the rows of steps after `step` (logged by a session that stopped before its next
+        checkpoint, which a resumed run logs again); returns how many."""
+        rows = read_csv(self.path)
+        kept = [row for row in rows if not row.get("step") or int(row["step"]) <= step]
+        if len(kept) < len(rows):
+            self._rewrite(kept)
+        return len(rows) - len(kept)
+
 
 def _fmt(value) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)

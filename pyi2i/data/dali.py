@@ -25,13 +25,14 @@ from pyi2i.data.datasets import AlignedDataset, ImageDataset, ImageSpec, SingleD
 from pyi2i.data.images import DataError, image_size, load_rgb, unreadable
 from pyi2i.data.loader import epoch_order
 from pyi2i.data.transforms import resized_size
+from pyi2i.errors import UserError
 
 LOADERS = ("auto", "torch", "dali")
 INSTALL = ('pip install "pyi2i[dali]" (the nvidia-dali-cuda130 package; on CUDA 12, '
            'pip install nvidia-dali-cuda120)')
 
 
-class DaliUnavailable(RuntimeError):
+class DaliUnavailable(UserError, RuntimeError):
     """--loader dali was asked for and DALI is not installed, or cannot start on this device."""
 
 

@@ -10,13 +10,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pyi2i.errors import UserError
+
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 
 # Everything PIL and its plugins raise for a file they cannot decode (truncated, corrupt, not an image).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A problem with the user's data (layout, files, sizes), stated with the file and the fix."""
 
 
@@ -27,12 +29,31 @@ def is_image_file(name: str | os.PathLike) -> bool:
 def make_dataset(folder: str | os.PathLike, max_dataset_size: float = float("inf")) -> list[str]:
     """Image paths under `folder` (recursive, following links), sorted, at most `max_dataset_size`.
 
+    Each real folder and each real file is visited once, whatever links lead to it: a link back to
+    a parent (`trainA/again -> .`) would otherwise repeat the data until the path length limit.
     Truncation happens in directory-walk order before the final sort, as in the original release,
     so that a given `--max_dataset_size` selects the same files it does there.
     """
-    images = []
-    for root, _, fnames in sorted(os.walk(folder, followlinks=True)):
-        images.extend(os.path.join(root, f) for f in sorted(fnames) if is_image_file(f))
+    seen_dirs, walked = set(), []
+    for root, dirnames, fnames in os.walk(folder, followlinks=True):
+        seen_dirs.add(os.path.realpath(root))
+        # Pruned in place, so os.walk never enters a folder already visited (or due) through another path.
+        keep = []
+        for d in sorted(dirnames):
+            real = os.path.realpath(os.path.join(root, d))
+            if real not in seen_dirs:
+                seen_dirs.add(real)
+                keep.append(d)
+        dirnames[:] = keep
+        walked.append((root, fnames))
+    seen_files, images = set(), []
+    for root, fnames in sorted(walked):
+        for f in sorted(fnames):
+            path = os.path.join(root, f)
+            real = os.path.realpath(path)
+            if is_image_file(f) and real not in seen_files:
+                seen_files.add(real)
+                images.append(path)
     return sorted(images[: min(max_dataset_size, len(images))])
 
 

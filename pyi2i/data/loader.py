@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 import numpy as np
@@ -35,10 +36,35 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool, rank: int = 0, wor
     return order[rank::world_size]
 
 
-def _ignore_interrupts(worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group; the training process saves a checkpoint and stops the
-    # loader itself, so a worker must not die under it first.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+# Ctrl-C, and the SIGTERM of timeout, Slurm or Kubernetes, reach the whole process group; the
+# training process saves a checkpoint and stops the loader itself, so a worker must not die under it.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _leave_the_process_group(worker_id: int) -> None:
+    # In a process group of its own, a worker no longer receives what is sent to the training
+    # process's group, while a SIGTERM sent to it alone (the loader's own way to stop a worker that
+    # hangs, and multiprocessing's at exit) still ends it. Ignoring SIGTERM instead would leave the
+    # loader unable to stop its workers.
+    for s in _STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    os.setpgid(0, 0)
+    # The stop signals were blocked since the fork: what reached the old group meanwhile is pending,
+    # and is dropped here, while they are ignored.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class _Loader(DataLoader):
+    def __iter__(self):
+        # The workers start here. They are forked with the stop signals blocked, so that one arriving
+        # before a worker has set them to be ignored waits instead of killing it; the training
+        # process gets its own as soon as the mask is restored.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            return super().__iter__()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def create_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_workers: int, seed: int, epoch: int,
@@ -51,7 +77,7 @@ def create_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_worke
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     indices = epoch_order(len(dataset), seed, epoch, shuffle, rank, world_size)[start_batch * batch_size:]
-    return DataLoader(
+    return _Loader(
         dataset,
         batch_size=batch_size,
         sampler=indices,
@@ -60,7 +86,7 @@ def create_loader(dataset: Dataset, *, batch_size: int, shuffle: bool, num_worke
         drop_last=False,
         # Fresh workers each epoch receive the dataset with its new epoch set.
         persistent_workers=False,
-        worker_init_fn=_ignore_interrupts,
+        worker_init_fn=_leave_the_process_group,
         # The loader draws its workers' base seed from this generator instead of the global one, so
         # iterating it leaves the training RNG untouched.
         generator=torch.Generator().manual_seed(_epoch_seed(seed, epoch)),

@@ -15,15 +15,18 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pyi2i import checkpoints
+from pyi2i import checkpoints, fileio
 from pyi2i.data import create_dataset, create_loader
 from pyi2i.data.dali import DaliLoader, DaliUnavailable, resolve_loader
 from pyi2i.engine import distributed
 from pyi2i.engine.cyclegan import CycleGAN
 from pyi2i.engine.graphs import CudaGraphStep, prefetch_to_device
+from pyi2i.engine.guard import NonFiniteGuard, NonFiniteLoss
+from pyi2i.engine.lock import RunLock
 from pyi2i.engine.pix2pix import Pix2Pix
 from pyi2i.engine.record import RunRecord
 from pyi2i.engine.schedule import make_scheduler, step_scheduler
+from pyi2i.errors import UserError
 
 log = logging.getLogger("pyi2i")
 
@@ -32,8 +35,16 @@ LATEST = "latest.pt"
 PROFILE_STEPS = 5
 
 
-class NonFiniteLoss(RuntimeError):
-    """A loss became NaN or infinite: training stopped, the last good checkpoint is kept."""
+# NonFiniteLoss is raised by the guard and caught by callers of the trainer.
+__all__ = ["NonFiniteLoss", "RunExists", "Trainer", "resolve_device", "train"]
+
+
+class RunExists(UserError, FileExistsError):
+    """The run folder already holds a run, and --continue_train was not given."""
+
+
+class DeviceUnavailable(UserError, ValueError):
+    """--device names a device this machine does not have."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -41,8 +52,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: this machine has no usable CUDA device (torch {torch.__version__}); "
-                         "use --device cpu")
+        raise DeviceUnavailable(f"--device {name}: this machine has no usable CUDA device "
+                                f"(torch {torch.__version__}); use --device cpu")
     return device
 
 
@@ -51,26 +62,20 @@ class LossMeter:
 
     def __init__(self):
         self.sums: torch.Tensor | None = None
-        self.nonfinite: torch.Tensor | None = None
         self.count = 0
 
     def add(self, losses: dict[str, torch.Tensor]) -> None:
         values = torch.stack(list(losses.values()))
-        bad = ~torch.isfinite(values)
         self.sums = values if self.sums is None else self.sums + values
-        self.nonfinite = bad if self.nonfinite is None else self.nonfinite | bad
         self.count += 1
 
-    def read(self, names, world: distributed.World = distributed.World()) -> tuple[dict[str, float], list[str]]:
-        """(mean of each loss since the last read, names of losses that were ever non-finite), over
-        all ranks: every rank then stops together on a NaN that only one of them saw."""
+    def read(self, names, world: distributed.World = distributed.World()) -> dict[str, float]:
+        """The mean of each loss since the last read, over all ranks."""
         if self.count == 0:
-            return {}, []
-        n = len(names)
-        values = world.mean(torch.cat([self.sums / self.count, self.nonfinite.float()])).tolist()
-        bad = [name for name, flag in zip(names, values[n:]) if flag > 0]
-        self.sums, self.nonfinite, self.count = None, None, 0
-        return dict(zip(names, values[:n])), bad
+            return {}
+        values = world.mean(self.sums / self.count).tolist()
+        self.sums, self.count = None, 0
+        return dict(zip(names, values))
 
 
 class StopRequest:
@@ -90,15 +95,21 @@ class StopRequest:
         return self.signal is not None
 
     def handle(self, signum, frame) -> None:
-        if self.signal is not None:  # a second Ctrl-C: the user really wants out
-            raise KeyboardInterrupt
+        if self.signal is not None:
+            # A second Ctrl-C: the user really wants out. SIGTERM, though, comes again and again from
+            # schedulers and launchers (torchrun forwards the one it got): it never aborts the save.
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         self.signal = signum
         log.warning("%s received: saving a checkpoint after this step, then stopping (again to abort)",
                     signal.Signals(signum).name)
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
-            signal.signal(s, handler)
+            # Once stopping for SIGTERM, the process is on its way out: a repeated one must not kill it
+            # before it exits with its status (and its checkpoint is saved by now).
+            signal.signal(s, signal.SIG_IGN if self.signal == signal.SIGTERM == s else handler)
 
 
 class Trainer:
@@ -108,6 +119,12 @@ class Trainer:
         self.run_dir = Path(opt.checkpoints_dir) / opt.name
         self.announce_unavailable_features()
         self.dataset = create_dataset(opt)  # bad folders fail here, before anything is built
+        # One writer per run folder; under torchrun rank 0 writes for all. Taken before the folder is
+        # read, so that a second run never sees a half-written state.
+        self.lock = RunLock(self.run_dir).acquire() if self.world.is_main else None
+        if self.world.is_main:
+            for orphan in fileio.remove_orphans(self.run_dir):
+                log.info("removed %s, left by an interrupted save", orphan)
         # Each rank its own random stream (dropout, pool choices); the weights are rank 0's, which
         # DDP broadcasts, and the data order and augmentation follow --seed alone.
         torch.manual_seed(opt.seed + self.world.rank)
@@ -117,8 +134,9 @@ class Trainer:
         self.config = {k: v for k, v in vars(opt).items()}
         self.epoch, self.epoch_iter, self.step = opt.epoch_count, 0, 0
         latest = self.run_dir / LATEST
+        self.last_good = "none (nothing was saved yet)"
         if opt.continue_train:
-            state = checkpoints.load(latest)
+            state, latest = checkpoints.load_latest(self.run_dir, LATEST)
             checkpoints.check_resumable(state, self.config, latest)
             if not checkpoints.restore(state, self.method, self.schedulers, self.world.rank):
                 torch.manual_seed(opt.seed + self.world.rank + state["step"])
@@ -129,15 +147,29 @@ class Trainer:
                             latest, saved_ranks, self.world.world_size)
             self.epoch, self.epoch_iter, self.step = state["epoch"], state["epoch_iter"], state["step"]
             log.info("resumed %s at epoch %d, step %d", latest, self.epoch, self.step)
+            self.last_good = f"{latest} (step {self.step})"
         elif latest.exists():
-            raise FileExistsError(f"{self.run_dir} already holds a run ({LATEST}): pass --continue_train to resume "
-                                  "it, or choose another --name; nothing was overwritten")
+            raise RunExists(f"{self.run_dir} already holds a run ({LATEST}): pass --continue_train to resume "
+                            "it, or choose another --name; nothing was overwritten")
         self.meter = LossMeter()
+        self.guard = NonFiniteGuard(self.method.loss_names,
+                                    [p for net in self.method.nets.values() for p in net.parameters()],
+                                    self.device, self.step)
         # More loader processes than cores only slows the step down.
         self.num_workers = min(opt.num_threads, len(os.sched_getaffinity(0)))
         self.dali = self.make_dali() if resolve_loader(opt.loader, self.device) == "dali" else None
         self.record = (RunRecord(opt, self.run_dir, self.method.loss_names, self.config, self.device, self.step)
                        if self.world.is_main else None)
+        if self.record is not None and opt.continue_train:
+            # Rows an interrupted session logged after the checkpoint it resumes from would repeat.
+            dropped = self.record.loss_log.drop_after(self.step)
+            if dropped:
+                log.info("dropped %d loss-log row(s) after step %d, logged after that checkpoint", dropped, self.step)
+
+    def release(self) -> None:
+        """Lets another run write to the run folder (the kernel does it too when the process ends)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def make_dali(self) -> DaliLoader | None:
         """The DALI loader; with --loader auto, None (the torch loader) if DALI cannot start here."""
@@ -171,8 +203,13 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
     def train(self) -> None:
+        try:
+            self.train_loop()
+        finally:
+            self.release()
+
+    def train_loop(self) -> None:
         opt = self.opt
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         log.info("training %s on %s (%d samples) on %s with the %s loader; run folder %s", opt.arch, opt.dataroot,
                  len(self.dataset), self.device, "DALI" if self.dali else "torch", self.run_dir)
         with StopRequest() as stop:
@@ -210,7 +247,9 @@ class Trainer:
         self.epoch_G_loss = []
         with bar, self.profiler() as profiler:
             for batch in self.batches():
-                self.meter.add(self.step_fn(batch))
+                losses = self.step_fn(batch)
+                self.guard.check(losses)
+                self.meter.add(losses)
                 self.step += 1
                 self.epoch_iter += 1
                 bar.update()
@@ -261,13 +300,10 @@ class Trainer:
                                                                                repeat=1))
 
     def report(self, bar=None) -> dict[str, float]:
-        """Reads the losses accumulated since the last report (one host sync), checks them, logs."""
-        means, bad = self.meter.read(self.method.loss_names, self.world)
-        if bad:
-            raise NonFiniteLoss(
-                f"loss {', '.join(bad)} became NaN or infinite by step {self.step} (epoch {self.epoch}). Training "
-                f"stopped; the last good checkpoint is kept in {self.run_dir}. Try a lower --lr, --amp bf16 instead "
-                "of fp16, or check the data for broken images.")
+        """Checks the losses and weights, reads the losses accumulated since the last report (one host
+        sync) and logs them."""
+        self.guard.raise_if_bad(self.world, self.last_good)
+        means = self.meter.read(self.method.loss_names, self.world)
         if not means:
             return means
         now = time.perf_counter()
@@ -315,6 +351,7 @@ class Trainer:
                                            other_ranks={r: s for r, s in enumerate(ranks) if r > 0})
         checkpoints.atomic_save(state, self.run_dir / filename)
         checkpoints.export_original(self.method, self.run_dir, label)
+        self.last_good = f"{self.run_dir / filename} (step {self.step})"
 
 
 def train(opt: argparse.Namespace) -> Trainer:

@@ -12,6 +12,7 @@ import re
 import torch
 import torch.nn as nn
 
+from pyi2i.errors import UserError
 from pyi2i.models.generators import ResnetGenerator, UnetGenerator
 
 # Wrappers whose prefixes a user's file may carry: DataParallel/DDP and torch.compile.
@@ -20,7 +21,7 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _STRAY_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-class IncompatibleCheckpoint(ValueError):
+class IncompatibleCheckpoint(UserError, ValueError):
     """A weights file does not fit the network it is being loaded into."""
 
 

@@ -26,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from pyi2i.errors import UserError
 from pyi2i.ops._layout import KERNEL_DTYPES
 
 IMPLS = ("auto", "ref", "triton", "cuda")
@@ -35,7 +36,7 @@ FAST_DEVICES = ("cuda",)  # devices where impl='auto' tries them; elsewhere the 
 log = logging.getLogger("pyi2i.ops")
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UserError, RuntimeError):
     """An explicitly requested backend cannot run this op on this input."""
 
 
