@@ -161,11 +161,12 @@ class Trainer:
         problem = distributed.unsupported(self.world, self.device, self.opt)
         if problem:
             raise ValueError(problem)
+        if self.opt.amp:
+            log.info("mixed precision: %s autocast on %s%s", self.opt.amp, self.device.type,
+                     ", with gradient scaling" if self.opt.amp == "fp16" else "")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # shapes are fixed within a run
             return
-        if self.opt.amp:
-            log.warning("--amp needs a CUDA device; training in fp32 on %s", self.device)
         if self.opt.cuda_graphs:
             log.warning("--cuda-graphs needs a CUDA device; training eagerly on %s", self.device)
 
