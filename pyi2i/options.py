@@ -109,7 +109,7 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gpu_ids", help="original-release spelling of --device: '-1' for CPU, '0' for cuda:0")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, data order and augmentation")
     g.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"), default=None,
-                   help="mixed precision on CUDA: bf16 autocast (default) or fp16 with a gradient scaler")
+                   help="mixed precision on any device: bf16 autocast (default) or fp16 with a gradient scaler")
     g.add_argument("--cuda-graphs", "--cuda_graphs", dest="cuda_graphs", action="store_true",
                    help="capture the whole training step in a CUDA graph (CUDA only)")
     g.add_argument("--channels_last", action="store_true", help="networks and images in channels_last layout")

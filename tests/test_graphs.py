@@ -1,5 +1,6 @@
 """--cuda-graphs, the device prefetcher and --profile. The graph tests need a GPU and skip without one."""
 
+import contextlib
 import copy
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from conftest import training_options
 from pyi2i.data import create_dataset, create_loader
-from pyi2i.engine.graphs import CudaGraphStep, check_graphable, prefetch_to_device
+from pyi2i.engine.graphs import CudaGraph, CudaGraphStep, check_graphable, prefetch_to_device
 from pyi2i.engine.trainer import METHODS, train
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device; none here")
@@ -20,11 +21,65 @@ def batches(opt, n):
 
 
 def test_graphs_are_refused_where_they_cannot_work(demo_root):
-    opt = training_options(demo_root / "unpaired", cuda_graphs=True)
+    opt = training_options(demo_root / "unpaired", cuda_graphs=True, amp="fp16")
     method = METHODS["cyclegan"](opt, torch.device("cpu"))
-    assert "need a CUDA device" in check_graphable(method)
-    with pytest.raises(ValueError, match="--cuda-graphs: CUDA graphs need a CUDA device"):
+    assert "gradient scaler" in check_graphable(method)
+    with pytest.raises(ValueError, match="--cuda-graphs: --amp fp16 needs a gradient scaler"):
         CudaGraphStep(method)
+
+
+def copy_losses(losses):
+    return {k: v.clone() for k, v in losses.items()}  # a replay overwrites the static outputs
+
+
+@pytest.mark.parametrize("arch", ["cyclegan", "pix2pix"])
+def test_graph_shaped_step_equals_eager_steps_on_the_cpu(demo_root, arch):
+    """The function a GPU captures (static inputs, the device pool's swaps, the optimizers, the
+    random draws), replayed through the graph's bookkeeping, equals plain eager steps bit for bit."""
+    data = demo_root / ("unpaired" if arch == "cyclegan" else "paired")
+    extra = dict(netG="resnet_6blocks", load_size=36, crop_size=32) if arch == "pix2pix" else {}
+    opt = training_options(data, arch, cuda_graphs=True, pool_size=2, **extra)  # the pool swaps from step 3
+    eager = METHODS[arch](opt, torch.device("cpu"))
+    graphed = METHODS[arch](opt, torch.device("cpu"))
+    graphed.load_state_dict(copy.deepcopy(eager.state_dict()))
+    step = CudaGraphStep(graphed, warmup=2)
+    data = batches(opt, 6)
+    rng = torch.get_rng_state()
+    eager_losses = [copy_losses(eager.step(b)) for b in data]
+    torch.set_rng_state(rng)
+    graphed_losses = [copy_losses(step(b)) for b in data]
+    assert len(step.graphs) == 1 and step.graphs[next(iter(step.graphs))].inputs  # replayed on static inputs
+    assert all(torch.equal(torch.stack(list(a.values())), torch.stack(list(b.values())))
+               for a, b in zip(eager_losses, graphed_losses, strict=True))
+    for name, net in eager.nets.items():
+        for (key, a), b in zip(net.state_dict().items(), graphed.nets[name].state_dict().values()):
+            assert torch.equal(a, b), f"{name}.{key}"
+    for name, pool in eager.pools().items():
+        assert torch.equal(pool.stored(), graphed.pools()[name].stored())
+    assert all(torch.equal(eager.visuals[k], graphed.visuals[k]) for k in eager.visuals if eager.visuals[k] is not None)
+
+
+def test_capture_lets_other_threads_use_cuda(monkeypatch):
+    """The DALI, TensorBoard and pin-memory threads may call CUDA while the step is captured."""
+    seen = {}
+
+    class FakeGraph:
+        def pool(self):
+            return "pool"
+
+        def replay(self):
+            pass
+
+    @contextlib.contextmanager
+    def graph(cuda_graph, **kwargs):
+        seen.update(kwargs)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(torch.cuda, "graph", graph)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    replay, outputs = CudaGraph(torch.device("cuda")).capture(lambda: {"losses": {}})
+    assert seen == {"pool": None, "capture_error_mode": "thread_local"} and outputs == {"losses": {}}
 
 
 def test_prefetch_on_the_cpu_passes_batches_through(demo_root):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from pyi2i.engine.method import Method
-from pyi2i.engine.pool import ImagePool
+from pyi2i.engine.pool import make_pool
 
 
 class CycleGAN(Method):
@@ -26,8 +26,9 @@ class CycleGAN(Method):
         self.nets["D_B"] = self.make_D(opt.input_nc)
         self.optimizers["G"] = self.make_adam(self.nets["G_A"], self.nets["G_B"])
         self.optimizers["D"] = self.make_adam(self.nets["D_A"], self.nets["D_B"])
-        self.fake_A_pool = ImagePool(opt.pool_size)
-        self.fake_B_pool = ImagePool(opt.pool_size)
+        # A step captured in a CUDA graph cannot branch on host random numbers: its pools draw on the device.
+        self.fake_A_pool = make_pool(opt.pool_size, on_device=opt.cuda_graphs)
+        self.fake_B_pool = make_pool(opt.pool_size, on_device=opt.cuda_graphs)
         self.finish_setup()
 
     def pools(self) -> dict:

@@ -3,33 +3,38 @@
 At batch 1 a CycleGAN iteration launches about 2,000 kernels, so eager mode is bound by the CPU's
 launch rate. Captured once, an iteration is one `replay()`: no Python, no host synchronisation.
 
-What makes `Method.step` capturable: the image pool keeps its state and random choices on the
+What makes `Method.step` capturable: with --cuda-graphs the image pool (`DevicePool`) keeps its state and random choices on the
 device; Adam is fused and capturable, with the learning rate in a device tensor that the schedule
 fills in place; dropout and the pool draw from the device generator, whose Philox offsets graphs
 advance on every replay; losses stay on the device. Inputs are copied into static buffers that
 the graph reads.
 
-The first `warmup` iterations of each input shape run eagerly on a side stream: they are real
-training steps (on the real batches), and they create what capture cannot (optimizer state,
+The first `warmup` iterations of each input shape run eagerly (on a side stream on a GPU): they are
+real training steps (on the real batches), and they create what capture cannot (optimizer state,
 cuDNN plans, the pool's buffer). The next batch of that shape is captured and then replayed; a
 shape seen fewer times (the last, short batch of an epoch) keeps running eagerly. So a run with
 graphs computes the same sequence of updates as one without.
+
+Only `CudaGraph` (capture and replay) is tied to the device. On other devices `StandInGraph` takes
+its place: replaying calls the captured function on the static inputs and writes its results into
+the static outputs, as a graph does. So the CPU tests run the function that a GPU captures, with
+the same buffers, warm-up and bookkeeping.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import torch
 
 from pyi2i.engine.method import Method
 
+T = TypeVar("T")
+
 
 def check_graphable(method: Method) -> str | None:
     """Why `method` cannot run under --cuda-graphs, or None."""
-    if method.device.type != "cuda":
-        return f"CUDA graphs need a CUDA device, the run is on {method.device}"
     if method.scaler is not None:
         return "--amp fp16 needs a gradient scaler, which checks for infs on the host every step; use --amp bf16"
     if method.opt.compile:
@@ -37,31 +42,85 @@ def check_graphable(method: Method) -> str | None:
     return None
 
 
+class CudaGraph:
+    """Capture and replay on a CUDA device; all captured shapes share one memory pool."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.side_stream: torch.cuda.Stream | None = None
+        self.pool: tuple | None = None
+
+    def eager(self, fn: Callable[[], T]) -> T:
+        """Runs `fn` on a side stream: capture needs its warm-up off the default stream."""
+        if self.side_stream is None:
+            self.side_stream = torch.cuda.Stream(self.device)
+        current = torch.cuda.current_stream(self.device)
+        self.side_stream.wait_stream(current)
+        with torch.cuda.stream(self.side_stream):
+            out = fn()
+        current.wait_stream(self.side_stream)
+        return out
+
+    def capture(self, fn: Callable[[], T]) -> tuple[Callable[[], None], T]:
+        """(replay, the outputs each replay writes); capturing runs nothing."""
+        torch.cuda.synchronize(self.device)
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: the DALI, TensorBoard and pin-memory threads may call CUDA during the capture
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+            outputs = fn()
+        self.pool = graph.pool()
+        return graph.replay, outputs
+
+
+class StandInGraph:
+    """A CUDA graph's contract on a device without graphs: capturing runs nothing, and each replay
+    runs the captured function and writes its results into the same output tensors."""
+
+    def eager(self, fn: Callable[[], T]) -> T:
+        return fn()
+
+    def capture(self, fn: Callable[[], dict]) -> tuple[Callable[[], None], dict]:
+        outputs: dict = {}
+
+        def replay() -> None:
+            if outputs:
+                _copy_into(outputs, fn())
+            else:  # the first replay allocates the static outputs, as the capture does on a GPU
+                outputs.update(fn())
+        return replay, outputs
+
+
+def _copy_into(static: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict):
+            _copy_into(static[key], value)
+        elif torch.is_tensor(value):
+            static[key].copy_(value)
+
+
 @dataclass
 class _Captured:
-    graph: torch.cuda.CUDAGraph
+    replay: Callable[[], None]
     inputs: dict[str, torch.Tensor]  # static input buffers the graph reads
-    losses: dict[str, torch.Tensor]  # static loss tensors the graph writes
-    visuals: dict[str, torch.Tensor | None]
+    outputs: dict  # {"losses": static loss tensors, "visuals": static images}, written by each replay
 
 
 @dataclass
 class CudaGraphStep:
-    """Callable like `method.step(batch)`, replaying a captured graph per input shape."""
+    """Callable like `method.step(batch)`, replaying a captured graph per input shape: on a CUDA
+    device a CUDA graph, elsewhere its stand-in (see the module's description)."""
 
     method: Method
     warmup: int = 3
     graphs: dict[tuple, _Captured] = field(default_factory=dict)
     seen: dict[tuple, int] = field(default_factory=dict)
-    side_stream: torch.cuda.Stream | None = None
-    pool: tuple | None = None  # one memory pool shared by all captured shapes
     buffers: dict[tuple, dict[str, torch.Tensor]] = field(default_factory=dict)  # static inputs per shape
 
     def __post_init__(self):
         reason = check_graphable(self.method)
         if reason:
             raise ValueError(f"--cuda-graphs: {reason}")
-        self.side_stream = torch.cuda.Stream(self.method.device)
+        self.device_graph = CudaGraph(self.method.device) if self.method.device.type == "cuda" else StandInGraph()
 
     @staticmethod
     def shape_key(batch: dict) -> tuple:
@@ -83,34 +142,25 @@ class CudaGraphStep:
         if captured is None:
             count = self.seen[key] = self.seen.get(key, 0) + 1
             if count <= self.warmup:
-                return self._eager(batch)
+                return self.device_graph.eager(lambda: self.method.step(batch))
             captured = self.graphs[key] = self._capture(batch)
         for name, static in captured.inputs.items():
             if batch[name] is not static:
                 static.copy_(batch[name], non_blocking=True)
-        captured.graph.replay()
-        self.method.visuals = captured.visuals
-        return captured.losses
-
-    def _eager(self, batch: dict) -> dict[str, torch.Tensor]:
-        current = torch.cuda.current_stream(self.method.device)
-        self.side_stream.wait_stream(current)
-        with torch.cuda.stream(self.side_stream):
-            losses = self.method.step(batch)
-        current.wait_stream(self.side_stream)
-        return losses
+        captured.replay()
+        self.method.visuals = captured.outputs["visuals"]
+        return captured.outputs["losses"]
 
     def _capture(self, batch: dict) -> _Captured:
         device = self.method.device
         inputs = self.buffers.get(self.shape_key(batch)) or {
             k: torch.empty_like(v, device=device) for k, v in batch.items() if torch.is_tensor(v)}
-        torch.cuda.synchronize(device)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+
+        def step() -> dict:  # what the graph holds: one training step on the static inputs
             losses = self.method.step({**batch, **inputs})
-            visuals = dict(self.method.visuals)
-        self.pool = graph.pool()
-        return _Captured(graph, inputs, losses, visuals)
+            return {"losses": losses, "visuals": dict(self.method.visuals)}
+        replay, outputs = self.device_graph.capture(step)
+        return _Captured(replay, inputs, outputs)
 
 
 def prefetch_to_device(batches: Iterable[dict], device: torch.device,

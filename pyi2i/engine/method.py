@@ -34,10 +34,10 @@ class Method:
         self.memory_format = torch.channels_last if opt.channels_last else torch.contiguous_format
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.visuals: dict[str, torch.Tensor] = {}
-        amp = opt.amp if device.type == "cuda" else None
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        # The same autocast on every device: the CPU runs the GPU's mixed-dtype path through every backend.
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp)
         # fp16 has too little range for GAN gradients without loss scaling; bf16 needs none.
-        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        self.scaler = torch.amp.GradScaler(device.type) if opt.amp == "fp16" else None
 
     # -- building -------------------------------------------------------------------------------
     def make_G(self, input_nc: int, output_nc: int) -> nn.Module:

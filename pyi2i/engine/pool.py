@@ -1,21 +1,95 @@
-"""The image pool of CycleGAN (Shrivastava et al.): D sees a history of generated images."""
+"""The image pool of CycleGAN (Shrivastava et al.): D sees a history of generated images.
+
+Per image: while the pool is not full, store it and return it; once full, with probability 0.5
+return a stored image (chosen uniformly) and put the new one in its place, else return the new one.
+A pool of size 0 passes images through.
+
+Two implementations of that rule, with one interface (`query`, `state_dict`, `load_state_dict`)
+and one checkpoint format, chosen where the method is built (`make_pool`):
+
+- `HostPool` draws with Python's `random` exactly as the original release does (the same calls in
+  the same order), so an eager run reproduces the original loop bit for bit, pool included.
+- `DevicePool` keeps its images, fill count and random choices on the device and applies them
+  without branching: `query` never synchronises with the host and can be captured in a CUDA graph.
+  It draws from the device's generator, so its choices differ from the original's, but follow the
+  same distribution.
+"""
 
 from __future__ import annotations
+
+import random
 
 import torch
 
 
-class ImagePool:
-    """Per image: while the pool is not full, store it and return it; once full, with probability
-    0.5 return a stored image (chosen uniformly) and put the new one in its place, else return the
-    new one. `size` 0 passes images through.
+def make_pool(size: int, on_device: bool) -> HostPool | DevicePool:
+    """The device pool for a step captured in a CUDA graph (`on_device`), else the original's."""
+    return DevicePool(size) if on_device else HostPool(size)
 
-    The original release keeps a Python list and draws with Python's `random`; here the images
-    live in one preallocated buffer on their device, the fill count is a device tensor, and the
-    choices are drawn on the device and applied without branching, so `query` never synchronises
-    with the host and can be captured in a CUDA graph. Its draws come from the device's global
-    generator, whose state the checkpoints keep.
-    """
+
+def _check_shape(stored: torch.Tensor, images: torch.Tensor) -> None:
+    if stored.shape[1:] != images.shape[1:] or stored.dtype != images.dtype:
+        raise ValueError(f"image pool holds {stored.dtype} images of shape {tuple(stored.shape[1:])}, "
+                         f"got {images.dtype} {tuple(images.shape[1:])}: keep --crop_size fixed during a run")
+
+
+class HostPool:
+    """The original release's pool: a list of images, choices drawn with Python's `random`.
+
+    Python's generator is global, so its state goes into the checkpoint with the pool: a resumed run
+    (on each rank) draws what an uninterrupted one would have."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.images: list[torch.Tensor] = []  # each (1, C, H, W)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (N, C, H, W) -> (N, C, H, W), detached."""
+        images = images.detach()
+        if self.size == 0:
+            return images
+        if self.images:
+            _check_shape(self.images[0], images)
+        out = []
+        for image in images:
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif random.uniform(0, 1) > 0.5:
+                i = random.randint(0, self.size - 1)
+                out.append(self.images[i].clone())
+                self.images[i] = image
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def stored(self) -> torch.Tensor | None:
+        """The images held, (count, C, H, W), or None while empty."""
+        return torch.cat(self.images) if self.images else None
+
+    def state_dict(self) -> dict:
+        stored = self.stored()
+        return {"size": self.size, "count": len(self.images),
+                "images": None if stored is None else stored.cpu().clone(), "random": random.getstate()}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        self.size = state["size"]
+        stored = state["images"]
+        self.images = [] if stored is None else list(stored.to(device).split(1))
+        if state.get("random") is not None:  # absent from a device pool's state
+            random.setstate(_as_random_state(state["random"]))
+
+
+def _as_random_state(state) -> tuple:
+    """random.setstate's tuple from a checkpoint, which may hold lists where it held tuples."""
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
+class DevicePool:
+    """The pool on the device: one preallocated buffer, the fill count a device tensor, the choices
+    drawn on the device (from its global generator, whose state the checkpoints keep)."""
 
     def __init__(self, size: int):
         self.size = size
@@ -33,9 +107,7 @@ class ImagePool:
             return images
         if self.buffer is None:
             self._allocate(images)
-        elif self.buffer.shape[1:] != images.shape[1:] or self.buffer.dtype != images.dtype:
-            raise ValueError(f"image pool holds {self.buffer.dtype} images of shape {tuple(self.buffer.shape[1:])}, "
-                             f"got {images.dtype} {tuple(images.shape[1:])}: keep --crop_size fixed during a run")
+        _check_shape(self.buffer, images)
         out = []
         for image in images:
             full = self.count >= self.size
@@ -48,11 +120,15 @@ class ImagePool:
             self.count += (~full).long()
         return torch.stack(out)
 
+    def stored(self) -> torch.Tensor | None:
+        """The images held, (count, C, H, W), or None while empty (reads the count: a host sync)."""
+        count = 0 if self.count is None else int(self.count)
+        return self.buffer[:count] if count else None
+
     def state_dict(self) -> dict:
-        if self.buffer is None:
-            return {"size": self.size, "count": 0, "images": None}
-        count = int(self.count)
-        return {"size": self.size, "count": count, "images": self.buffer[:count].cpu().clone()}
+        stored = self.stored()
+        return {"size": self.size, "count": 0 if stored is None else len(stored),
+                "images": None if stored is None else stored.cpu().clone(), "random": None}
 
     def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
         self.size = state["size"]

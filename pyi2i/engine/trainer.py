@@ -8,6 +8,7 @@ import contextlib
 import logging
 import math
 import os
+import random
 import signal
 import time
 from pathlib import Path
@@ -128,6 +129,7 @@ class Trainer:
         # Each rank its own random stream (dropout, pool choices); the weights are rank 0's, which
         # DDP broadcasts, and the data order and augmentation follow --seed alone.
         torch.manual_seed(opt.seed + self.world.rank)
+        random.seed(opt.seed + self.world.rank)  # the image pool's choices without --cuda-graphs
         self.method = METHODS[opt.arch](opt, self.device)
         self.schedulers = {k: make_scheduler(o, opt) for k, o in self.method.optimizers.items()}
         self.step_fn = CudaGraphStep(self.method) if opt.cuda_graphs and self.device.type == "cuda" else self.method.step
@@ -140,6 +142,7 @@ class Trainer:
             checkpoints.check_resumable(state, self.config, latest)
             if not checkpoints.restore(state, self.method, self.schedulers, self.world.rank):
                 torch.manual_seed(opt.seed + self.world.rank + state["step"])
+                random.seed(opt.seed + self.world.rank + state["step"])
             saved_ranks = 1 + len(state.get("ranks", {}))
             if saved_ranks != self.world.world_size:
                 log.warning("%s was written by %d process(es) and this run has %d: each rank resumes the random "
@@ -193,11 +196,12 @@ class Trainer:
         problem = distributed.unsupported(self.world, self.device, self.opt)
         if problem:
             raise ValueError(problem)
+        if self.opt.amp:
+            log.info("mixed precision: %s autocast on %s%s", self.opt.amp, self.device.type,
+                     ", with gradient scaling" if self.opt.amp == "fp16" else "")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # shapes are fixed within a run
             return
-        if self.opt.amp:
-            log.warning("--amp needs a CUDA device; training in fp32 on %s", self.device)
         if self.opt.cuda_graphs:
             log.warning("--cuda-graphs needs a CUDA device; training eagerly on %s", self.device)
 

@@ -2,8 +2,9 @@
 
 An oracle, not part of the training path: the networks' state-dict keys are the original
 checkpoint layout and their outputs are what pyi2i's networks must reproduce from the same
-weights; the loop (eager fp32, separate kernels, Python image pool, a `.item()` per loss per step)
-is what pyi2i's engine must match bit for bit on the CPU and what its benchmarks measure against.
+weights; the loop (eager fp32, separate kernels, Python image pool, the losses read on the host only
+every `print_freq` steps, as the original's train.py does) is what pyi2i's engine must match bit
+for bit on the CPU and what its benchmarks measure against.
 """
 
 from __future__ import annotations
@@ -178,7 +179,15 @@ def _set_requires_grad(nets, flag):
             p.requires_grad = flag
 
 
-class CycleGANLoop:
+class _Loop:
+    losses: dict = {}  # the last step's losses, tensors on the networks' device
+
+    def current_losses(self) -> dict[str, float]:
+        """get_current_losses() of the original: the last step's losses read on the host (a sync)."""
+        return {k: float(v) for k, v in self.losses.items()}
+
+
+class CycleGANLoop(_Loop):
     """optimize_parameters() of the original CycleGAN model."""
 
     def __init__(self, G_A, G_B, D_A, D_B, *, lr=2e-4, beta1=0.5, lambda_A=10.0, lambda_B=10.0,
@@ -198,7 +207,8 @@ class CycleGANLoop:
         loss_D.backward()
         return loss_D
 
-    def optimize(self, real_A, real_B) -> dict[str, float]:
+    def optimize(self, real_A, real_B) -> dict[str, torch.Tensor]:
+        """One optimize_parameters(); the losses stay tensors (the identity losses 0 without it)."""
         self.fake_B = self.G_A(real_A)
         self.rec_A = self.G_B(self.fake_B)
         self.fake_A = self.G_B(real_B)
@@ -223,12 +233,12 @@ class CycleGANLoop:
         loss_D_A = self.backward_D_basic(self.D_A, real_B, self.fake_B_pool.query(self.fake_B))
         loss_D_B = self.backward_D_basic(self.D_B, real_A, self.fake_A_pool.query(self.fake_A))
         self.optimizer_D.step()
-        losses = dict(D_A=loss_D_A, G_A=loss_G_A, cycle_A=loss_cycle_A, idt_A=loss_idt_A,
-                      D_B=loss_D_B, G_B=loss_G_B, cycle_B=loss_cycle_B, idt_B=loss_idt_B)
-        return {k: v.item() if torch.is_tensor(v) else float(v) for k, v in losses.items()}  # every loss, every step
+        self.losses = dict(D_A=loss_D_A, G_A=loss_G_A, cycle_A=loss_cycle_A, idt_A=loss_idt_A,
+                           D_B=loss_D_B, G_B=loss_G_B, cycle_B=loss_cycle_B, idt_B=loss_idt_B)
+        return self.losses
 
 
-class Pix2PixLoop:
+class Pix2PixLoop(_Loop):
     """optimize_parameters() of the original pix2pix model."""
 
     def __init__(self, G, D, *, lr=2e-4, beta1=0.5, lambda_L1=100.0, gan_mode="vanilla"):
@@ -238,7 +248,8 @@ class Pix2PixLoop:
         self.optimizer_G = _adam([G], lr, beta1)
         self.optimizer_D = _adam([D], lr, beta1)
 
-    def optimize(self, real_A, real_B) -> dict[str, float]:
+    def optimize(self, real_A, real_B) -> dict[str, torch.Tensor]:
+        """One optimize_parameters(); the losses stay tensors."""
         fake_B = self.G(real_A)
         _set_requires_grad([self.D], True)
         self.optimizer_D.zero_grad()
@@ -253,5 +264,17 @@ class Pix2PixLoop:
         loss_G_L1 = self.criterionL1(fake_B, real_B) * self.lambda_L1
         (loss_G_GAN + loss_G_L1).backward()
         self.optimizer_G.step()
-        losses = dict(G_GAN=loss_G_GAN, G_L1=loss_G_L1, D_real=loss_D_real, D_fake=loss_D_fake)
-        return {k: v.item() for k, v in losses.items()}
+        self.losses = dict(G_GAN=loss_G_GAN, G_L1=loss_G_L1, D_real=loss_D_real, D_fake=loss_D_fake)
+        return self.losses
+
+
+def train(loop, batches, print_freq: int) -> list[dict[str, float]]:
+    """The original train.py's inner loop: one optimize per batch (moved to the loop's device, as
+    set_input does), the losses read only every `print_freq` steps. Returns those readings."""
+    device = loop.optimizer_G.param_groups[0]["params"][0].device
+    readings = []
+    for step, batch in enumerate(batches, start=1):
+        loop.optimize(batch["A"].to(device), batch["B"].to(device))
+        if step % print_freq == 0:
+            readings.append(loop.current_losses())
+    return readings
