@@ -15,10 +15,7 @@ STEPS = 2
 # two steps stays within a few percent of the fp32 run from the same weights and data.
 RTOL, ATOL = 0.05, 0.01
 
-# The C++ backend's fused ops do not yet accept the mixed dtypes autocast produces (l1_loss of a bf16
-# network output against an fp32 target raises): a bug of the ops, tracked by their own tests.
-MIXED_DTYPE_BUG = "the cuda backend's l1_loss refuses mixed input dtypes (bf16 output, fp32 target)"
-BACKENDS = ["ref", "triton", pytest.param("cuda", marks=pytest.mark.xfail(strict=False, reason=MIXED_DTYPE_BUG))]
+BACKENDS = ["ref", "triton", "cuda"]
 
 
 def tiny_options(demo_root, arch, impl, amp):
