@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from pyi2i import __version__, fileio
+from pyi2i import __version__, integrity
 from pyi2i.cli import run_cli
 from pyi2i.errors import UserError
 from pyi2i.models import NORMS
@@ -186,7 +186,7 @@ def export(opt: argparse.Namespace) -> Path:
     if not difference <= TOLERANCE[dtype]:
         raise ExportMismatch(f"the {opt.format} export differs from PyTorch by {difference:.3g} (more than "
                              f"{TOLERANCE[dtype]:g}); nothing was written to {opt.output}")
-    fileio.write_bytes(opt.output, data)
+    integrity.save_bytes(opt.output, data)  # with its checksum record, verified when loaded
     log.info("wrote %s", opt.output)
     return Path(opt.output)
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pyi2i import checkpoints
+from pyi2i import checkpoints, integrity
 from pyi2i.errors import UserError
 from pyi2i.models.original_format import (
     IncompatibleCheckpoint, apply_overrides, build_generator, from_original, infer_generator_options, size_multiple,
@@ -50,6 +50,9 @@ def read_generator(path: str | os.PathLike, net: str | None = None, direction: s
     means "read it from the file", and a value that contradicts the file is an error."""
     path = Path(path)
     if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise FileNotFoundError(f"weight file {path} does not exist")
+        integrity.verify(path)
         options, weights = _read_safetensors(path)
         layout = "original"
     else:

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from pyi2i import checkpoints
+from pyi2i import checkpoints, integrity
 from pyi2i.export import ExportMismatch, main
 from pyi2i.models.original_format import build_generator, to_original
 from pyi2i.testing import original
@@ -92,6 +92,17 @@ def test_safetensors_of_a_training_checkpoint_loads_back_through_the_translator(
     assert translator.options["input_nc"] == 1 and translator.options["output_nc"] == 3
     x = torch.rand(2, 1, 24, 28) * 2 - 1
     torch.testing.assert_close(translator(x), nets["G_B"].eval()(x), rtol=0, atol=1e-6)
+
+
+def test_an_export_carries_a_checksum_record_and_a_corrupted_one_is_refused(tmp_path):
+    _, ckpt = _training_checkpoint(tmp_path)
+    path = _export(tmp_path, ckpt, "safetensors", "--net", "G_B")
+    assert integrity.verify(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the weights
+    path.write_bytes(bytes(data))
+    with pytest.raises(integrity.CorruptFile, match="g.safetensors does not match its checksum record"):
+        Translator.from_checkpoint(path, "cpu")
 
 
 def test_static_size_half_precision_and_opset(tmp_path):
