@@ -134,7 +134,8 @@ class PixelDiscriminator(nn.Module):
 
 
 class ImagePool:
-    """The original pool: a Python list and Python's `random`."""
+    """The original pool: a Python list and Python's `random`. pyi2i.engine.pool.HostPool does the
+    same draws; this transcription stays apart from it on purpose, as the oracle it is checked against."""
 
     def __init__(self, size):
         self.size, self.images = size, []
