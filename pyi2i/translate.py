@@ -68,6 +68,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
                    help="threads decoding the inputs and threads encoding the outputs")
     p.add_argument("--amp", choices=("none", *AMP_DTYPES), default="none", help="autocast dtype of the forward pass")
+    p.add_argument("--cuda-graphs", "--cuda_graphs", dest="cuda_graphs", action="store_true",
+                   help="replay the generator from a CUDA graph per batch shape (elsewhere the same logic runs eagerly)")
     p.add_argument("--tile", type=positive_int,
                    help="translate images larger than this in overlapping tiles of this size")
     p.add_argument("--tile_overlap", type=int, default=32, help="pixels shared by neighbouring tiles, blended smoothly")
@@ -209,7 +211,8 @@ def translator_from_options(opt: argparse.Namespace) -> Translator:
     given["use_dropout"] = False if opt.no_dropout else None
     return Translator.from_checkpoint(opt.checkpoint, opt.device, None if opt.amp == "none" else opt.amp, net=opt.net,
                                       direction=opt.direction, eval=opt.eval, tile=opt.tile,
-                                      tile_overlap=opt.tile_overlap, impl=opt.impl, **given)
+                                      tile_overlap=opt.tile_overlap, impl=opt.impl, cuda_graphs=opt.cuda_graphs,
+                                      **given)
 
 
 def translate(opt: argparse.Namespace) -> Path:

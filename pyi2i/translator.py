@@ -148,7 +148,8 @@ class Translator:
 
     def __init__(self, generator: torch.nn.Module, options: dict, device: str | torch.device | None = None,
                  amp: bool | str | torch.dtype | None = None, eval: bool = True, tile: int | None = None,
-                 tile_overlap: int = 32):
+                 tile_overlap: int = 32, cuda_graphs: bool = False):
+        from pyi2i.engine.graphs import GraphedForward
         from pyi2i.engine.trainer import resolve_device
 
         self.device = resolve_device(str(device) if device is not None else "auto")
@@ -162,15 +163,18 @@ class Translator:
         # batch norm in training mode normalises over the batch: one image at a time keeps each
         # result independent of its neighbours, as the original release's batch of one does
         self.one_at_a_time = not eval and any(isinstance(m, torch.nn.BatchNorm2d) for m in self.G.modules())
+        # one graph per input shape (batch size x padded image size): at small sizes a generator's
+        # forward is bound by kernel launches, which a replay does without
+        self.forward = GraphedForward(self._forward, self.device) if cuda_graphs else self._forward
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None,
                         amp: bool | str | torch.dtype | None = None, *, net: str | None = None, eval: bool = True,
                         tile: int | None = None, tile_overlap: int = 32, impl: str = "auto", direction: str = "AtoB",
-                        **given) -> "Translator":
+                        cuda_graphs: bool = False, **given) -> "Translator":
         """A Translator for the generator in `path` (see `read_generator` for `net`, `direction` and `given`)."""
         G, options = load_generator(path, net, impl=impl, direction=direction, **given)
-        return cls(G, options, device, amp, eval, tile, tile_overlap)
+        return cls(G, options, device, amp, eval, tile, tile_overlap, cuda_graphs)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """The network on (N, C, H, W) with H, W multiples of `self.multiple`; fp32 out."""
@@ -178,6 +182,9 @@ class Translator:
             return torch.cat([self._run(x[i:i + 1]) for i in range(x.shape[0])])
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
+        return self.forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
             return self.G(x).float()
 

@@ -135,3 +135,17 @@ def test_bf16_autocast_stays_near_fp32(tmp_path):
     assert (bf16 - fp32).abs().max() <= 0.05 * fp32.abs().max()
     with pytest.raises(UserError, match="amp='int8'"):
         Translator.from_checkpoint(path, "cpu", amp="int8")
+
+
+def test_graph_replays_per_shape_give_the_eager_results(tmp_path):
+    G, path = _saved(tmp_path, _options("resnet_2blocks"), std=0.05)
+    eager = Translator.from_checkpoint(path, "cpu")
+    graphed = Translator.from_checkpoint(path, "cpu", cuda_graphs=True)
+    # three shapes, each seen past its warm-up, interleaved, so replays must read each call's own input
+    inputs = [torch.rand(n, 3, h, w) * 2 - 1 for _ in range(4) for n, h, w in ((1, 20, 24), (3, 16, 16), (1, 20, 24))]
+    kept = [graphed.translate_tensor(x) for x in inputs]  # results kept across later replays
+    for x, y in zip(inputs, kept):
+        torch.testing.assert_close(y, eager.translate_tensor(x), rtol=0, atol=0)
+    forward = graphed.forward
+    # each shape ran eagerly `warmup` times, was captured on the next call and replayed after
+    assert len(forward.graphs) == 2 and all(count == forward.warmup + 1 for count in forward.seen.values())
