@@ -203,8 +203,8 @@ def _range_grad_sums(x_ptr, dy_ptr, c, c_mask, hw_lo, hw_hi, stride_c, stride_hw
     # Tile-shaped accumulators, reduced once after the loop: a reduction inside the loop costs a
     # cross-thread exchange per tile, and Triton 3.8's thread-locality pass fails to compile that
     # pattern for sm_90 at BLOCK_C=1, BLOCK_HW=4096 (bench/compile.py found it).
-    acc_dz = tl.zeros([BLOCK_C, BLOCK_HW], tl.float32)
-    acc_dz_xhat = tl.zeros([BLOCK_C, BLOCK_HW], tl.float32)
+    acc_dz = tl.full([BLOCK_C, BLOCK_HW], 0.0, tl.float32)
+    acc_dz_xhat = tl.full([BLOCK_C, BLOCK_HW], 0.0, tl.float32)
     for hw0 in range(hw_lo, hw_hi, BLOCK_HW):
         offs, mask = _tile(c, c_mask, hw0, hw_hi, stride_c, stride_hw, BLOCK_HW)
         dz, x_hat = _load_dz_xhat(x_ptr, dy_ptr, offs, mask, mean, rstd, w, b, ACT, SLOPE)
