@@ -28,9 +28,10 @@ def measure(reals, fakes, targets=None):
 
 def test_fid_of_a_set_with_itself_is_zero():
     x = images(20)
-    values = measure(x, x)
-    assert abs(values["fid"]) < 1e-6
-    assert abs(values["kid"]) < 1e-4  # unbiased: zero only in expectation
+    same, other = measure(x, x), measure(x, images(20, low=60, high=200, seed=2))
+    # judged against the distance to a visibly different set (FID 1e-2, KID 2e-3 here), not a fixed number
+    assert abs(same["fid"]) < 1e-9 * other["fid"] + 1e-12
+    assert abs(same["kid"]) < 0.02 * other["kid"]  # unbiased: zero only in expectation (-2e-5 here)
 
 
 def test_fid_matches_a_direct_computation_with_scipy():
