@@ -1,4 +1,6 @@
+import gc
 import logging
+import os
 import random
 
 import numpy as np
@@ -389,3 +391,40 @@ def test_create_loader_same_batches_with_workers(tmp_path):
     assert len(serial) == len(parallel) == 1
     assert serial[0]["A_paths"] == parallel[0]["A_paths"]
     assert torch.equal(serial[0]["A"], parallel[0]["A"]) and torch.equal(serial[0]["B"], parallel[0]["B"])
+
+
+class _Finalised:
+    """Garbage in a reference cycle that records, in `log`, the PID of the process finalising it."""
+
+    def __init__(self, log):
+        self.log, self.cycle = log, self
+
+    def __del__(self):
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+class _CollectingDataset(torch.utils.data.Dataset):
+    """Each sample runs a garbage collection in the worker, as any allocation-heavy sample may."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        gc.collect()
+        return torch.tensor(i)
+
+
+def test_workers_never_finalise_the_training_process_garbage(tmp_path):
+    # A DALI pipeline left from an earlier loader hung a worker that finalised it this way.
+    log = tmp_path / "finalised"
+    gc.disable()  # keep the cycle uncollected in this process until the workers have forked
+    try:
+        _Finalised(log)
+        batches = list(create_loader(_CollectingDataset(), batch_size=1, shuffle=False, num_workers=1, seed=0, epoch=0))
+        assert [int(b) for b in batches] == [0, 1]
+        assert not log.exists() or log.read_text().split() == [str(os.getpid())]
+    finally:
+        gc.enable()
+    gc.collect()  # this process finalises its own garbage as usual
+    assert log.read_text().split() == [str(os.getpid())]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 
@@ -61,9 +62,14 @@ class _Loader(DataLoader):
         # before a worker has set them to be ignored waits instead of killing it; the training
         # process gets its own as soon as the mask is restored.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        # Frozen objects are never collected: a worker inherits the training process's uncollected
+        # garbage (a DALI pipeline of an earlier loader, say), and finalising it there would wait on
+        # threads the fork did not copy, hanging the worker. The training process unfreezes its own.
+        gc.freeze()
         try:
             return super().__iter__()
         finally:
+            gc.unfreeze()
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
