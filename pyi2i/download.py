@@ -232,9 +232,9 @@ def _escapes(name: str) -> str | None:
     """Why an archive member called `name` would be written outside the folder it is unpacked in, or None."""
     path = name.replace("\\", "/")
     if path.startswith("/") or re.match(r"[A-Za-z]:", path):
-        return "an absolute path"
+        return "an absolute path, outside the destination"
     if ".." in PurePosixPath(path).parts:
-        return "a path through .."
+        return "a path through .., outside the destination"
     return None
 
 
@@ -244,10 +244,10 @@ def _unsafe_member(member: tarfile.TarInfo) -> str | None:
         # A symlink's target is relative to its own folder, a hard link's to the archive's top.
         target = member.linkname if member.islnk() else posixpath.join(posixpath.dirname(member.name),
                                                                         member.linkname)
-        if _escapes(posixpath.normpath(target)) or member.linkname.startswith("/"):
-            why = f"a link to {member.linkname}, outside the archive"
+        if _escapes(posixpath.normpath(target)):
+            why = f"a link to {member.linkname}, outside the destination"
     if why is None and not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        why = "a device or pipe"
+        why = "a device or pipe, which has no place in a dataset"
     return why
 
 
@@ -277,8 +277,7 @@ def check_archive(path: Path) -> None:
         raise UserError(f"is not a readable {'zip' if kind == 'zip' else 'tar'} archive ({e})") from e
     for name, why in unsafe:
         if why:
-            raise UserError(f"holds {name!r}, {why}, which would be written outside the destination: refused, "
-                            "nothing was unpacked")
+            raise UserError(f"holds {name!r}, {why}: refused, nothing was unpacked")
 
 
 def unpack(archive: Path, dest: Path, name: str) -> Path:
@@ -322,7 +321,7 @@ def check_weights(path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a file that is not a checkpoint
-        raise UserError(f"is not a PyTorch weights file ({type(e).__name__}: {str(e).splitlines()[0]})") from e
+        raise UserError(f"is not a PyTorch weights file ({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError("is not a state dict of a network")
 

@@ -105,9 +105,9 @@ def tar_bytes(members, links=()):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
-        for name, target in links:
+        for name, target, kind in links:
             info = tarfile.TarInfo(name)
-            info.type, info.linkname = tarfile.SYMTYPE, target
+            info.type, info.linkname = kind, target
             t.addfile(info)
     return buf.getvalue()
 
@@ -201,8 +201,9 @@ def test_whole_part_file_is_used_without_downloading_again(server, tmp_path):
     zip_bytes({"evil/ok.txt": b"ok", "../outside.txt": b"escaped"}),
     tar_bytes({"evil/ok.txt": b"ok", "../outside.txt": b"escaped"}),
     tar_bytes({"evil/ok.txt": b"ok", "/tmp/outside.txt": b"escaped"}),
-    tar_bytes({"evil/ok.txt": b"ok"}, links=[("evil/link", "../../outside.txt")]),
-], ids=["zip dotdot", "tar dotdot", "tar absolute", "tar symlink"])
+    tar_bytes({"evil/ok.txt": b"ok"}, links=[("evil/link", "../../outside.txt", tarfile.SYMTYPE)]),
+    tar_bytes({"evil/ok.txt": b"ok"}, links=[("evil/hard", "../outside.txt", tarfile.LNKTYPE)]),
+], ids=["zip dotdot", "tar dotdot", "tar absolute", "tar symlink", "tar hard link"])
 def test_path_escaping_archive_is_refused(server, tmp_path, caplog, archive):
     layout = "cyclegan/datasets/evil.zip" if archive.startswith(b"PK") else "pix2pix/datasets/evil.tar.gz"
     publish(server.root, layout, archive)
