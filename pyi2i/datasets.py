@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     combine.add_argument("--fold_A", required=True, help="folder of domain A's split folders")
     combine.add_argument("--fold_B", required=True, help="folder of domain B's split folders")
     combine.add_argument("--fold_AB", required=True, help="output folder; gets the same split folders")
-    combine.add_argument("--num_imgs", type=int, default=1_000_000, help="at most this many pairs per split (default 1000000)")
+    combine.add_argument("--num_imgs", type=int, default=1_000_000,
+                         help="at most this many pairs per split (default 1000000)")
     combine.add_argument("--use_AB", action="store_true",
                          help="pair NAME_A.EXT in fold_A with NAME_B.EXT in fold_B, writing NAME.EXT")
     combine.add_argument("--no_multiprocessing", action="store_true",

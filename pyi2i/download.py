@@ -161,7 +161,8 @@ def _unreachable(url: str, error: BaseException) -> UserError:
 
 def _http_error(url: str, status: int | None) -> UserError:
     hint = (f"is {BASE_ENV} ({download_base()}) a complete mirror of the authors' layout?"
-            if os.environ.get(BASE_ENV) else f"the server no longer holds it there; set {BASE_ENV} to a mirror that does")
+            if os.environ.get(BASE_ENV) else f"the server no longer holds it there; set {BASE_ENV} to a mirror "
+                                              "that does")
     phrase = http.client.responses.get(status, "")
     return UserError(f"{url} answered HTTP {status} {phrase}: {hint}")
 
@@ -352,7 +353,7 @@ def download_model(name: str, dest: str | os.PathLike = "./checkpoints", source:
     """Fetches generator `name` to DEST/NAME_pretrained/latest_net_G.pth; returns that file."""
     target = Path(dest) / f"{name}_pretrained" / "latest_net_G.pth"
     _refuse_existing(target, "--dest")
-    collection, url = locate("model", name, download_base(), source)
+    _, url = locate("model", name, download_base(), source)
     target.parent.mkdir(parents=True, exist_ok=True)
     fetch(url, target, check_weights)
     return target

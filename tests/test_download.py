@@ -259,7 +259,7 @@ def test_trailing_slash_on_the_base_is_tolerated(server, tmp_path, monkeypatch):
     assert server.seen[0][1] == "/pix2pix/datasets/maps.tar.gz"
 
 
-def test_cityscapes_from_the_authors_server_says_where_to_get_it(monkeypatch, caplog):
+def test_cityscapes_from_the_authors_server_says_where_to_get_it(monkeypatch):
     monkeypatch.delenv(download.BASE_ENV, raising=False)
     with pytest.raises(download.UserError, match="cityscapes-dataset.com"):
         download.locate("dataset", "cityscapes", download.download_base())
@@ -270,7 +270,7 @@ def test_names_that_would_leave_dest_are_refused(server, tmp_path, caplog):
     assert "is not a dataset name" in last_error(caplog) and server.seen == []
 
 
-def test_unreachable_server_exits_1_with_the_url_and_the_hint(tmp_path, monkeypatch):
+def test_unreachable_server_exits_1_with_the_url_and_the_hint(tmp_path):
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
