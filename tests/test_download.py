@@ -281,3 +281,17 @@ def test_unreachable_server_exits_1_with_the_url_and_the_hint(tmp_path):
     assert f"cannot reach http://127.0.0.1:{port}/cyclegan/datasets/horse2zebra.zip" in r.stderr
     assert download.BASE_ENV in r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_archive_already_in_dest_is_unpacked_without_downloading(server, tmp_path):
+    (tmp_path / "mini.zip").write_bytes(dataset_archive("mini", "zip"))
+    assert cli("dataset", "mini", "--dest", tmp_path) == 0
+    assert tree(tmp_path / "mini") == FILES and server.seen == []
+    assert os.listdir(tmp_path) == ["mini"]
+
+
+def test_damaged_archive_already_in_dest_is_kept_and_named(server, tmp_path, caplog):
+    (tmp_path / "mini.zip").write_bytes(dataset_archive("mini", "zip")[:-100])
+    assert cli("dataset", "mini", "--dest", tmp_path) == 1
+    assert "mini.zip is not a readable zip archive" in last_error(caplog) and "delete it" in last_error(caplog)
+    assert os.listdir(tmp_path) == ["mini.zip"] and server.seen == []
