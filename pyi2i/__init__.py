@@ -3,13 +3,16 @@
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    # imported on first use, so `import pyi2i` stays light for the command-line entry points
-    if name == "Translator":
-        from pyi2i.translator import Translator
+# Imported on first use, so that `import pyi2i` stays light for the command-line entry points.
+_LAZY = {"Translator": "pyi2i.translator", "TrainConfig": "pyi2i.config", "fit": "pyi2i.train"}
 
-        return Translator
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pyi2i' has no attribute {name!r}")
 
 
-__all__ = ["Translator"]
+__all__ = ["TrainConfig", "Translator", "fit"]

@@ -21,13 +21,13 @@ from pyi2i import fileio, metrics
 from pyi2i.cli import run_cli
 from pyi2i.engine.trainer import resolve_device
 from pyi2i.errors import UserError
-from pyi2i.options import add_evaluation_options, positive_int
+from pyi2i.options import add_evaluation_options, evaluation_values, positive_int
 
 log = logging.getLogger("pyi2i")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pyi2i.evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m pyi2i.evaluate", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--real", required=True, help="folder of real images (the target domain, or the true targets)")
     p.add_argument("--fake", required=True, help="folder of generated images")
@@ -40,10 +40,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     opt = parser().parse_args(argv)
+    chosen = evaluation_values(opt)
     device = resolve_device(opt.device)
-    image_metrics, skipped = metrics.build_metrics(inception_weights=opt.inception_weights,
-                                                   feature_extractor=opt.feature_extractor,
-                                                   lpips=not opt.no_lpips, device=device)
+    image_metrics, skipped = metrics.build_metrics(inception_weights=chosen.inception_weights,
+                                                   feature_extractor=chosen.feature_extractor,
+                                                   lpips=not chosen.no_lpips, device=device)
     if image_metrics is None:
         raise UserError(next(iter(skipped.values())))
     values, more, counts = metrics.evaluate_folders(opt.real, opt.fake, image_metrics, opt.batch_size)

@@ -1,7 +1,8 @@
-"""python -m pyi2i.train --arch {cyclegan,pix2pix} [original-release options]
+"""python -m pyi2i.train --arch {cyclegan,pix2pix} [original-release options] [--config run.toml]
 torchrun --nproc_per_node=N -m pyi2i.train ...   (data-parallel over N processes)
 
 With no --dataroot, trains on the built-in demo data (generated on first use in ./datasets/demo).
+From Python: pyi2i.fit(pyi2i.TrainConfig.from_args([...])) does the same and returns the run folder.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pyi2i.cli import run_cli
+from pyi2i.config import DEMO_DATA, DEMO_ROOT, TrainConfig
 from pyi2i.data import ensure_demo
 from pyi2i.engine import distributed
 from pyi2i.engine.trainer import resolve_device, train
@@ -18,25 +20,29 @@ from pyi2i.options import parse_training
 
 log = logging.getLogger("pyi2i")
 
-DEMO_ROOT = Path("datasets") / "demo"
-DEMO_KINDS = {"cyclegan": ("unpaired", 64), "pix2pix": ("paired", 128)}
+
+def fit(config: TrainConfig) -> Path:
+    """Trains as `config` says (its defaults resolved first) and returns the run folder."""
+    world, _ = distributed.setup(resolve_device(config.run.device))
+    try:
+        demo_defaults = config.demo_defaults()
+        config = config.resolve()
+        kind, size = DEMO_DATA[config.model.arch]
+        demo = DEMO_ROOT / kind
+        if Path(config.data.dataroot) == demo:
+            with world.main_first():  # one process writes the demo data, the others then find it
+                ensure_demo(demo, kind, size=size)
+            if demo_defaults:
+                log.info("no --dataroot: using the built-in %s demo data in %s, with demo defaults for %s", kind, demo,
+                         ", ".join(f"--{k} {config.flat()[k]}" for k in demo_defaults))
+        train(config)
+    finally:
+        distributed.teardown()
+    return config.run_dir
 
 
 def main(argv: list[str] | None = None) -> None:
-    opt = parse_training(argv)
-    world, _ = distributed.setup(resolve_device(opt.device))
-    try:
-        if opt.demo:
-            kind, size = DEMO_KINDS[opt.arch]
-            with world.main_first():  # one process writes the demo data, the others then find it
-                opt.dataroot = str(ensure_demo(DEMO_ROOT / kind, kind, size=size))
-            log.info("no --dataroot: using the built-in %s demo data in %s, with demo defaults for %s", kind,
-                     opt.dataroot, ", ".join(f"--{k} {getattr(opt, k)}" for k in opt.demo_defaults))
-        if opt.name is None:
-            opt.name = f"{opt.arch}_demo" if opt.demo else f"{Path(opt.dataroot).resolve().name}_{opt.arch}"
-        train(opt)
-    finally:
-        distributed.teardown()
+    fit(parse_training(argv))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import argparse
 import collections
 import html
 import logging
+import math
 import os
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,57 +35,21 @@ from tqdm import tqdm
 
 from pyi2i import fileio
 from pyi2i.cli import run_cli
+from pyi2i.config import DataConfig, TranslateConfig
 from pyi2i.data import SingleDataset
 from pyi2i.data.images import load_rgb
-from pyi2i.data.dali import LOADERS, DaliLoader, resolve_loader
+from pyi2i.data.dali import DaliLoader, resolve_loader
 from pyi2i.errors import UserError
-from pyi2i.models import GENERATORS, NORMS
-from pyi2i.options import PREPROCESS, positive_int
-from pyi2i.ops import IMPLS
-from pyi2i.translator import AMP_DTYPES, Translator
+from pyi2i.options import add_translate_options, parse_translate
+from pyi2i.translator import Translator
 
 log = logging.getLogger("pyi2i")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pyi2i.translate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m pyi2i.translate", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help="pyi2i checkpoint (.pt), original *_net_G*.pth weights or an exported .safetensors file")
-    p.add_argument("--input", required=True, help="folder of images (searched recursively) or a video file")
-    p.add_argument("--output", required=True, help="folder for the results, or a video file for a video input")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs an earlier run left in --output")
-    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
-                   help="CycleGAN checkpoints: AtoB uses G_A, BtoA uses G_B")
-    p.add_argument("--net", choices=("G", "G_A", "G_B"),
-                   help="the generator of a training checkpoint (overrides --direction)")
-    p.add_argument("--eval", action="store_true", help="eval mode: no dropout, batch norm running statistics")
-    p.add_argument("--preprocess", choices=PREPROCESS, default="resize_and_crop",
-                   help="as in training; 'none' keeps each image's size (padded to what the generator needs)")
-    p.add_argument("--load_size", type=positive_int, default=256)
-    p.add_argument("--crop_size", type=positive_int, default=256)
-    p.add_argument("--num_test", type=positive_int, help="translate at most this many images")
-    p.add_argument("--batch_size", type=positive_int, default=8, help="images per forward pass")
-    p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1),
-                   help="threads decoding the inputs and threads encoding the outputs")
-    p.add_argument("--amp", choices=("none", *AMP_DTYPES), default="none", help="autocast dtype of the forward pass")
-    p.add_argument("--cuda-graphs", "--cuda_graphs", dest="cuda_graphs", action="store_true",
-                   help="replay the generator from a CUDA graph per batch shape (elsewhere the same logic runs eagerly)")
-    p.add_argument("--tile", type=positive_int,
-                   help="translate images larger than this in overlapping tiles of this size")
-    p.add_argument("--tile_overlap", type=int, default=32, help="pixels shared by neighbouring tiles, blended smoothly")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--loader", choices=LOADERS, default="auto",
-                   help="torch: PIL in threads; dali: NVIDIA DALI (decoding on the GPU); auto: dali on a GPU when installed")
-    p.add_argument("--impl", choices=IMPLS, default="auto")
-    g = p.add_argument_group("network (read from the checkpoint; a value that contradicts it is an error)")
-    g.add_argument("--netG", help=f"{', '.join(GENERATORS)}, or resnet_<N>blocks / unet_<2**depth>")
-    g.add_argument("--ngf", type=positive_int)
-    g.add_argument("--norm", choices=NORMS)
-    g.add_argument("--input_nc", type=positive_int)
-    g.add_argument("--output_nc", type=positive_int)
-    g.add_argument("--no_dropout", action="store_true", default=None)
+    add_translate_options(p)
     return p
 
 
@@ -146,13 +111,13 @@ def _batches(dataset: SingleDataset, translator: Translator, loader: str, batch_
     """(paths, (C, H, W) images) in file order, `batch_size` at a time, decoded in parallel."""
     if resolve_loader(loader, translator.device) == "dali":
         # DALI batches are one tensor: images of differing sizes ('none') go one at a time
-        same_size = dataset.opt.preprocess != "none"
+        same_size = dataset.data.preprocess != "none"
         dali = DaliLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False, seed=0,
                           device=translator.device)
         for batch in dali.epoch(0):
             yield list(batch["A_paths"]), list(batch["A"])
         return
-    if dataset.opt.preprocess == "none":  # each image exactly as stored: the Translator pads and crops back
+    if dataset.data.preprocess == "none":  # each image exactly as stored: the Translator pads and crops back
         def decode(index: int) -> dict:
             path = dataset.paths[index]
             return {"A": translator.to_tensor_image(load_rgb(path)), "A_paths": path}
@@ -169,12 +134,10 @@ def translate_folder(translator: Translator, input: str | os.PathLike, output: s
                      workers: int | None = None) -> Path:
     """Every image under `input` to OUTPUT/images/<relative folder>/STEM_{fake,real}.png and an index.html."""
     options = translator.options
-    data_opt = argparse.Namespace(
-        dataroot=str(input), phase="test", dataset_mode="single", direction="AtoB", preprocess=preprocess,
-        load_size=load_size, crop_size=crop_size, no_flip=True, input_nc=options["input_nc"],
-        output_nc=options["output_nc"], max_dataset_size=num_test or float("inf"), serial_batches=True,
-        skip_bad_images=False, seed=0)
-    dataset = SingleDataset(data_opt)
+    data = DataConfig(dataroot=str(input), phase="test", dataset_mode="single", preprocess=preprocess,
+                      load_size=load_size, crop_size=crop_size, no_flip=True, max_dataset_size=num_test or math.inf,
+                      serial_batches=True)
+    dataset = SingleDataset(data, input_nc=options["input_nc"], output_nc=options["output_nc"])
     output = Path(output)
     stems = [output_stem(p, input) for p in dataset.paths]
     _check_outputs(output, stems, overwrite)
@@ -206,7 +169,7 @@ def translate_folder(translator: Translator, input: str | os.PathLike, output: s
     return output
 
 
-def translator_from_options(opt: argparse.Namespace) -> Translator:
+def translator_from_options(opt: TranslateConfig) -> Translator:
     given = {k: getattr(opt, k) for k in ("netG", "ngf", "norm", "input_nc", "output_nc")}
     given["use_dropout"] = False if opt.no_dropout else None
     return Translator.from_checkpoint(opt.checkpoint, opt.device, None if opt.amp == "none" else opt.amp, net=opt.net,
@@ -215,7 +178,7 @@ def translator_from_options(opt: argparse.Namespace) -> Translator:
                                       **given)
 
 
-def translate(opt: argparse.Namespace) -> Path:
+def translate(opt: TranslateConfig) -> Path:
     translator = translator_from_options(opt)
     from pyi2i.video import is_video
 
@@ -230,7 +193,7 @@ def translate(opt: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    translate(parser().parse_args(argv))
+    translate(parse_translate(parser(), argv))
 
 
 if __name__ == "__main__":

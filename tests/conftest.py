@@ -1,4 +1,3 @@
-import argparse
 import random
 
 import numpy as np
@@ -40,19 +39,26 @@ def training_argv(dataroot, arch: str = "cyclegan", **overrides) -> list[str]:
     return argv
 
 
-def training_options(dataroot, arch: str = "cyclegan", **overrides) -> argparse.Namespace:
-    """Parsed training options for a tiny, fast run on `dataroot`."""
-    from pyi2i.options import parse_training
+def training_options(dataroot, arch: str = "cyclegan", **overrides) -> "TrainConfig":
+    """The resolved configuration of a tiny, fast run on `dataroot`, from command-line options."""
+    from pyi2i.config import TrainConfig
 
-    return parse_training(training_argv(dataroot, arch, **overrides))
+    return TrainConfig.from_args(training_argv(dataroot, arch, **overrides)).resolve()
 
 
-def data_opt(dataroot, **overrides) -> argparse.Namespace:
+def data_config(dataroot, **overrides) -> "DataConfig":
     """The data options with the original release's training defaults, scaled down to tiny images."""
-    opt = dict(dataroot=str(dataroot), phase="train", dataset_mode="aligned", direction="AtoB",
-               preprocess="resize_and_crop", load_size=20, crop_size=16, no_flip=False, input_nc=3,
-               output_nc=3, max_dataset_size=float("inf"), serial_batches=False, skip_bad_images=False, seed=0)
-    return argparse.Namespace(**{**opt, **overrides})
+    from pyi2i.config import DataConfig
+
+    data = dict(dataroot=str(dataroot), dataset_mode="aligned", load_size=20, crop_size=16)
+    return DataConfig(**{**data, **overrides})
+
+
+def tiny_dataset(dataroot, *, input_nc: int = 3, output_nc: int = 3, seed: int = 0, **overrides):
+    """The dataset of `data_config(dataroot, **overrides)`, with these channels and seed."""
+    from pyi2i.data import create_dataset
+
+    return create_dataset(data_config(dataroot, **overrides), input_nc=input_nc, output_nc=output_nc, seed=seed)
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,17 @@ import pytest
 import torch
 
 from conftest import training_options
-from pyi2i.data import create_dataset, create_loader
-from pyi2i.engine.trainer import METHODS, Trainer
+from pyi2i.data import create_loader
+from pyi2i.engine.batches import training_dataset
+from pyi2i.engine.methods import build_method
+from pyi2i.engine.trainer import Trainer
 
 STEPS = 2
 # bf16 keeps 8 bits of mantissa: one rounding is 0.4% relative, a loss after a few networks and
-# two steps stays within a few percent of the fp32 run from the same weights and data.
-RTOL, ATOL = 0.05, 0.01
+# two steps stays within a few percent of the fp32 run from the same weights and data. On CPUs with
+# native bf16 (AVX-512 BF16) the reference convolutions round every output in bf16 and the
+# discriminator's judgement of a fake drifts most: up to 6% by the second step.
+RTOL, ATOL = 0.08, 0.01
 
 BACKENDS = ["ref", "triton", "cuda"]
 
@@ -28,10 +32,10 @@ def tiny_options(demo_root, arch, impl, amp):
 def train_steps(opt, arch):
     """(method, its parameters before, each step's losses) for STEPS steps from seed 0."""
     torch.manual_seed(0)
-    method = METHODS[arch](opt, torch.device("cpu"))
+    method = build_method(opt, torch.device("cpu"))
     before = {f"{name}.{key}": p.detach().clone() for name, net in method.nets.items()
               for key, p in net.named_parameters()}
-    loader = create_loader(create_dataset(opt), batch_size=1, shuffle=True, num_workers=0, seed=0, epoch=1)
+    loader = create_loader(training_dataset(opt), batch_size=1, shuffle=True, num_workers=0, seed=0, epoch=1)
     losses = [{k: float(v) for k, v in method.step(b).items()} for _, b in zip(range(STEPS), loader)]
     return method, before, losses
 

@@ -70,7 +70,7 @@ def test_training_input_errors_are_clear(demo_root, tmp_path, args, message):
 
 @pytest.mark.parametrize("args, message", [
     (["--crop_size", "300"], "--crop_size 300 is larger than --load_size 286"),
-    (["--lr", "-1"], "must be a number >= 0"),
+    (["--lr", "-1"], "--lr must be at least 0, got -1.0"),
     (["--arch", "pix2pix", "--dataset_mode", "unaligned"], "pix2pix trains on paired data"),
     (["--netG", "resnet_5blocks"], "invalid choice"),
 ])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import data_opt, training_options
+from conftest import data_config, tiny_dataset, training_options
 from pyi2i.data import DataError, create_dataset, create_loader, epoch_order
 from pyi2i.data import dali
 from pyi2i.data.transforms import PREPROCESS_MODES
@@ -26,11 +26,11 @@ LEVEL = 1 / 127.5  # one 8-bit level in the [-1, 1] scale
 P99_LEVELS, MAX_LEVELS, MEAN_LEVELS = 1, 8, 0.25
 
 
-def loaders(opt, batch_size=1, epoch=1, **kwargs):
+def loaders(dataset, batch_size=1, epoch=1, **kwargs):
     """One epoch of the same dataset from the torch loader and from the DALI loader."""
-    dataset = create_dataset(opt)
-    pil = list(create_loader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, seed=opt.seed, epoch=epoch))
-    loader = dali.DaliLoader(dataset, batch_size=batch_size, shuffle=True, seed=opt.seed, device=CPU, num_threads=1,
+    pil = list(create_loader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, seed=dataset.seed,
+                             epoch=epoch))
+    loader = dali.DaliLoader(dataset, batch_size=batch_size, shuffle=True, seed=dataset.seed, device=CPU, num_threads=1,
                              **kwargs)
     return pil, list(loader.epoch(epoch))
 
@@ -75,15 +75,15 @@ def test_same_samples_as_pil_path(demo_root, mode, preprocess):
     root = {"aligned": demo_root / "paired", "unaligned": demo_root / "unpaired",
             "single": demo_root / "unpaired" / "trainA"}[mode]
     # Upscaling (32 -> 36) for the resizing modes; scale_width on the 64-wide aligned halves downscales.
-    opt = data_opt(root, dataset_mode=mode, preprocess=preprocess, load_size=36, crop_size=28)
-    pil, ours = loaders(opt)
+    dataset = tiny_dataset(root, dataset_mode=mode, preprocess=preprocess, load_size=36, crop_size=28)
+    pil, ours = loaders(dataset)
     assert_same_batches(pil, ours, exact=preprocess in ("crop", "none"))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_direction_grayscale_and_layout(demo_root, channels_last):
-    opt = data_opt(demo_root / "paired", direction="BtoA", input_nc=1, load_size=20, crop_size=16)
-    pil, ours = loaders(opt, batch_size=3, channels_last=channels_last)
+    dataset = tiny_dataset(demo_root / "paired", direction="BtoA", input_nc=1, load_size=20, crop_size=16)
+    pil, ours = loaders(dataset, batch_size=3, channels_last=channels_last)
     assert_same_batches(pil, ours)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     assert ours[0]["A"].shape[1] == 1 and ours[0]["B"].shape[1] == 3
@@ -94,10 +94,10 @@ def test_downscaling_photographs(tmp_path):
     for i in range(4):
         save(tmp_path / "trainA" / f"{i}.jpg", smooth_image(160, 120, i), quality=92)
         save(tmp_path / "trainB" / f"{i}.png", smooth_image(100, 140, 10 + i))
-    opt = data_opt(tmp_path, dataset_mode="unaligned", load_size=72, crop_size=64)
-    assert_same_batches(*loaders(opt))
-    opt = data_opt(tmp_path, dataset_mode="unaligned", preprocess="scale_width_and_crop", load_size=72, crop_size=64)
-    assert_same_batches(*loaders(opt))
+    dataset = tiny_dataset(tmp_path, dataset_mode="unaligned", load_size=72, crop_size=64)
+    assert_same_batches(*loaders(dataset))
+    dataset = tiny_dataset(tmp_path, dataset_mode="unaligned", preprocess="scale_width_and_crop", load_size=72, crop_size=64)
+    assert_same_batches(*loaders(dataset))
 
 
 def test_image_modes_converted_like_pil(tmp_path):
@@ -108,8 +108,8 @@ def test_image_modes_converted_like_pil(tmp_path):
     save(tmp_path / "rgba.png", np.concatenate([rgb, rgb[..., :1]], -1))
     Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
     save(tmp_path / "rgb.bmp", rgb)
-    opt = data_opt(tmp_path, dataset_mode="single", preprocess="crop", crop_size=16)
-    pil, ours = loaders(opt)
+    dataset = tiny_dataset(tmp_path, dataset_mode="single", preprocess="crop", crop_size=16)
+    pil, ours = loaders(dataset)
     assert len(ours) == 5
     assert_same_batches(pil, ours, exact=True)
 
@@ -118,8 +118,8 @@ def test_exif_orientation_left_alone_as_by_pil(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees to display": PIL's Image.open does not apply it
     Image.fromarray(smooth_image(40, 24, 0)).save(tmp_path / "rotated.jpg", quality=95, exif=exif)
-    opt = data_opt(tmp_path, dataset_mode="single", preprocess="crop", crop_size=16)
-    pil, ours = loaders(opt)
+    dataset = tiny_dataset(tmp_path, dataset_mode="single", preprocess="crop", crop_size=16)
+    pil, ours = loaders(dataset)
     assert ours[0]["A"].shape == (1, 3, 16, 16)
     assert_same_batches(pil, ours, exact=True)
 
@@ -133,14 +133,13 @@ def test_aligned_halves_get_one_crop_and_flip(tmp_path):
     for i in range(6):
         a = np.stack([(xx * 7 + yy * 3 + i) % 256, (xx * 5 + yy * 11) % 256, (xx * xx + yy) % 256], -1).astype(np.uint8)
         save(tmp_path / "train" / f"{i}.png", np.concatenate([a, 255 - a], 1))
-    opt = data_opt(tmp_path, preprocess="crop", crop_size=16)
-    pil, ours = loaders(opt, batch_size=2)
+    dataset = tiny_dataset(tmp_path, preprocess="crop", crop_size=16)
+    pil, ours = loaders(dataset, batch_size=2)
     assert_same_batches(pil, ours, exact=True)
     a = torch.cat([b["A"] for b in ours])
     b = torch.cat([b["B"] for b in ours])
     assert torch.allclose(a, -b, rtol=0, atol=1e-6)
     assert (a + b.flip(-1)).abs().mean() > 0.2 and (a[:, :, :-1] + b[:, :, 1:]).abs().mean() > 5 * LEVEL  # would show
-    dataset = create_dataset(opt)
     dataset.set_epoch(1)
     specs = [dataset.specs(i, lambda path: (80, 30))["A"].params for i in range(len(dataset))]
     assert {p.flip for p in specs} == {True, False} and len({p.crop_pos for p in specs}) > 1  # both were tried
@@ -158,7 +157,7 @@ def epoch_paths(loader, epoch, start_batch=0):
 
 def test_every_sample_once_per_epoch_with_a_short_last_batch(tmp_path):
     files = aligned_files(tmp_path, 10)
-    dataset = create_dataset(data_opt(tmp_path, load_size=16, crop_size=16))
+    dataset = tiny_dataset(tmp_path, load_size=16, crop_size=16)
     loader = dali.DaliLoader(dataset, batch_size=3, shuffle=True, seed=5, device=CPU)
     for epoch in (1, 2):
         batches = list(loader.epoch(epoch))
@@ -170,8 +169,7 @@ def test_every_sample_once_per_epoch_with_a_short_last_batch(tmp_path):
 
 
 def test_unaligned_epoch_visits_each_a_once(demo_root):
-    opt = data_opt(demo_root / "unpaired", dataset_mode="unaligned")
-    dataset = create_dataset(opt)
+    dataset = tiny_dataset(demo_root / "unpaired", dataset_mode="unaligned")
     loader = dali.DaliLoader(dataset, batch_size=3, shuffle=True, seed=0, device=CPU)
     paths = epoch_paths(loader, 1)
     assert sorted(paths) == sorted(dataset.a_paths)
@@ -179,7 +177,7 @@ def test_unaligned_epoch_visits_each_a_once(demo_root):
 
 def test_order_follows_the_seed(tmp_path):
     aligned_files(tmp_path, 12)
-    dataset = create_dataset(data_opt(tmp_path, load_size=16, crop_size=16))
+    dataset = tiny_dataset(tmp_path, load_size=16, crop_size=16)
 
     def order(seed, epoch):
         return epoch_paths(dali.DaliLoader(dataset, batch_size=4, shuffle=True, seed=seed, device=CPU), epoch)
@@ -193,7 +191,7 @@ def test_order_follows_the_seed(tmp_path):
 
 def test_ranks_share_an_epoch_without_overlap(tmp_path):
     files = aligned_files(tmp_path, 10)
-    dataset = create_dataset(data_opt(tmp_path, load_size=16, crop_size=16))
+    dataset = tiny_dataset(tmp_path, load_size=16, crop_size=16)
     shards = [epoch_paths(dali.DaliLoader(dataset, batch_size=2, shuffle=True, seed=3, device=CPU, rank=r,
                                           world_size=3), 1) for r in range(3)]
     assert [len(s) for s in shards] == [4, 4, 4]  # 10 padded to 12 so that no rank waits
@@ -207,7 +205,7 @@ def test_ranks_share_an_epoch_without_overlap(tmp_path):
 
 def test_resume_mid_epoch_and_abandoned_epochs(tmp_path):
     aligned_files(tmp_path, 9)
-    dataset = create_dataset(data_opt(tmp_path, load_size=16, crop_size=16))
+    dataset = tiny_dataset(tmp_path, load_size=16, crop_size=16)
     loader = dali.DaliLoader(dataset, batch_size=2, shuffle=True, seed=0, device=CPU)
     full = list(loader.epoch(4))
     tail = list(loader.epoch(4, start_batch=2))
@@ -224,13 +222,13 @@ def test_corrupt_image_is_named(tmp_path):
     aligned_files(tmp_path, 3)
     good = (tmp_path / "train" / "01.png").read_bytes()
     (tmp_path / "train" / "01.png").write_bytes(good[: len(good) // 2])  # header intact, data cut off
-    dataset = create_dataset(data_opt(tmp_path, load_size=16, crop_size=16))
+    dataset = tiny_dataset(tmp_path, load_size=16, crop_size=16)
     loader = dali.DaliLoader(dataset, batch_size=1, shuffle=False, seed=0, device=CPU)
     with pytest.raises(DataError, match=r"01\.png.*--skip_bad_images"):
         list(loader.epoch(1))
     assert len(list(loader.epoch(1, start_batch=2))) == 1  # the loader recovers for the next epoch
 
-    skipping = create_dataset(data_opt(tmp_path, load_size=16, crop_size=16, skip_bad_images=True))
+    skipping = tiny_dataset(tmp_path, load_size=16, crop_size=16, skip_bad_images=True)
     assert [p for p, _ in skipping.skipped] == [str(tmp_path / "train" / "01.png")]
     loader = dali.DaliLoader(skipping, batch_size=2, shuffle=True, seed=0, device=CPU)
     assert len(epoch_paths(loader, 1)) == 2
@@ -239,14 +237,14 @@ def test_corrupt_image_is_named(tmp_path):
 def test_unreadable_header_is_named(tmp_path):
     aligned_files(tmp_path, 2)
     (tmp_path / "train" / "00.png").write_bytes(b"not an image at all")
-    dataset = create_dataset(data_opt(tmp_path, load_size=16, crop_size=16))
+    dataset = tiny_dataset(tmp_path, load_size=16, crop_size=16)
     with pytest.raises(DataError, match=r"00\.png"):
         list(dali.DaliLoader(dataset, batch_size=1, shuffle=False, seed=0, device=CPU).epoch(1))
 
 
 def test_image_too_small_to_crop(tmp_path):
     save(tmp_path / "small.png", smooth_image(10, 10, 0))
-    dataset = create_dataset(data_opt(tmp_path, dataset_mode="single", preprocess="crop", crop_size=16))
+    dataset = tiny_dataset(tmp_path, dataset_mode="single", preprocess="crop", crop_size=16)
     with pytest.raises(DataError, match=r"small\.png is 10x10.*--crop_size 16"):
         list(dali.DaliLoader(dataset, batch_size=1, shuffle=False, seed=0, device=CPU).epoch(1))
 
@@ -254,7 +252,7 @@ def test_image_too_small_to_crop(tmp_path):
 def test_batch_of_different_sizes(tmp_path):
     save(tmp_path / "a.png", smooth_image(16, 16, 0))
     save(tmp_path / "b.png", smooth_image(24, 16, 1))
-    dataset = create_dataset(data_opt(tmp_path, dataset_mode="single", preprocess="none"))
+    dataset = tiny_dataset(tmp_path, dataset_mode="single", preprocess="none")
     with pytest.raises(DataError, match="differ in size.*--batch_size 1"):
         list(dali.DaliLoader(dataset, batch_size=2, shuffle=False, seed=0, device=CPU).epoch(1))
 
@@ -295,7 +293,7 @@ def test_training_with_the_dali_loader(demo_root, tmp_path):
     for loader in ("torch", "dali"):
         trainer = Trainer(training_options(demo_root / "unpaired", checkpoints_dir=tmp_path, name=loader,
                                            loader=loader, max_steps=2, print_freq=1))
-        assert (trainer.dali is not None) == (loader == "dali")
+        assert (trainer.batches.dali is not None) == (loader == "dali")
         trainer.train()
         runs[loader] = (tmp_path / loader / "loss_log.csv").read_text().splitlines()
     # The first step's losses: the same images and weights, pixels within interpolation tolerance.
@@ -315,8 +313,7 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: 
 @gpu
 @pytest.mark.parametrize("mode", ["aligned", "unaligned"])
 def test_gpu_mode_matches_cpu_mode(demo_root, mode):
-    opt = data_opt(demo_root / ("paired" if mode == "aligned" else "unpaired"), dataset_mode=mode, input_nc=1)
-    dataset = create_dataset(opt)
+    dataset = tiny_dataset(demo_root / ("paired" if mode == "aligned" else "unpaired"), dataset_mode=mode, input_nc=1)
     cpu = list(dali.DaliLoader(dataset, batch_size=2, shuffle=True, seed=0, device=CPU).epoch(1))
     cuda = list(dali.DaliLoader(dataset, batch_size=2, shuffle=True, seed=0, device=torch.device("cuda")).epoch(1))
     assert_same_batches(cpu, [{k: v.cpu() if torch.is_tensor(v) else v for k, v in b.items()} for b in cuda])
@@ -330,9 +327,9 @@ def test_batches_written_into_the_graph_inputs(demo_root, tmp_path):
 
     trainer = Trainer(training_options(demo_root / "unpaired", checkpoints_dir=tmp_path, loader="dali",
                                        cuda_graphs=True, amp="bf16", device="cuda"))
-    assert isinstance(trainer.step_fn, CudaGraphStep) and trainer.dali is not None
+    assert isinstance(trainer.step_fn, CudaGraphStep) and trainer.batches.dali is not None
     out = trainer.step_fn.input_buffers
-    batches = trainer.dali.epoch(1, out=out)
+    batches = trainer.batches.dali.epoch(1, out=out)
     for step, batch in enumerate(batches):
         losses = trainer.step_fn(batch)
         buffers = out({k: tuple(batch[k].shape) for k in ("A", "B")})
@@ -344,31 +341,31 @@ def test_batches_written_into_the_graph_inputs(demo_root, tmp_path):
 
 
 def test_auto_falls_back_when_dali_cannot_start(demo_root, tmp_path, monkeypatch, caplog):
-    from pyi2i.engine import trainer as trainer_module
+    from pyi2i.engine import batches
+    from pyi2i.engine.trainer import Trainer
 
     def broken(*args, **kwargs):
         raise RuntimeError("no decoder")
 
-    monkeypatch.setattr(trainer_module, "resolve_loader", lambda name, device: "dali")
-    monkeypatch.setattr(trainer_module, "DaliLoader", broken)
-    trainer = trainer_module.Trainer(training_options(demo_root / "unpaired", checkpoints_dir=tmp_path, loader="auto"))
-    assert trainer.dali is None and "DALI could not start" in caplog.text
+    monkeypatch.setattr(batches, "resolve_loader", lambda name, device: "dali")
+    monkeypatch.setattr(batches, "DaliLoader", broken)
+    trainer = Trainer(training_options(demo_root / "unpaired", checkpoints_dir=tmp_path, loader="auto"))
+    assert trainer.batches.dali is None and "DALI could not start" in caplog.text
     with pytest.raises(dali.DaliUnavailable, match="--loader dali: DALI could not start.*no decoder.*--loader torch"):
-        trainer_module.Trainer(training_options(demo_root / "unpaired", checkpoints_dir=tmp_path, loader="dali",
-                                                name="other"))
+        Trainer(training_options(demo_root / "unpaired", checkpoints_dir=tmp_path, loader="dali", name="other"))
 
 
 def test_translate_with_the_dali_loader(demo_root, tmp_path):
     from pyi2i.models import define_G
     from pyi2i.models.original_format import to_original
-    from pyi2i.translate import parser, translate
+    from pyi2i.translate import main
 
     torch.save(to_original(define_G("resnet_6blocks", 3, 3, 4, "instance")), tmp_path / "latest_net_G_A.pth")
     outputs = {}
     for loader in ("torch", "dali"):
-        outputs[loader] = translate(parser().parse_args([
-            "--checkpoint", str(tmp_path / "latest_net_G_A.pth"), "--input", str(demo_root / "unpaired" / "testA"),
-            "--output", str(tmp_path / loader), "--preprocess", "none", "--loader", loader, "--device", "cpu"]))
+        main(["--checkpoint", str(tmp_path / "latest_net_G_A.pth"), "--input", str(demo_root / "unpaired" / "testA"),
+              "--output", str(tmp_path / loader), "--preprocess", "none", "--loader", loader, "--device", "cpu"])
+        outputs[loader] = tmp_path / loader
     names = sorted(p.name for p in (outputs["torch"] / "images").iterdir())
     assert len(names) == 8 and names == sorted(p.name for p in (outputs["dali"] / "images").iterdir())
     for name in names:  # no resize with 'none' at these sizes: the same inputs, so the same outputs

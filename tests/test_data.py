@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import data_opt
+from conftest import tiny_dataset
 from pyi2i.data import DataError, create_dataset, create_loader, epoch_order, make_dataset
 from pyi2i.data.images import load_rgb, to_tensor
 
@@ -63,7 +63,7 @@ def unaligned_root(tmp_path, n_a=3, n_b=5, size=20):
 ])
 def test_preprocess_output_size(tmp_path, preprocess, size, expected_hw):
     save(tmp_path / "img.png", gradient(*size))
-    ds = create_dataset(data_opt(tmp_path, dataset_mode="single", preprocess=preprocess))
+    ds = tiny_dataset(tmp_path, dataset_mode="single", preprocess=preprocess)
     assert ds[0]["A"].shape == (3, *expected_hw)
 
 
@@ -79,15 +79,15 @@ def test_tensor_range_and_dtype():
 def test_resize_is_pil_bicubic(tmp_path):
     pixels = gradient(30, 26)
     save(tmp_path / "img.png", pixels)
-    out = create_dataset(data_opt(tmp_path, dataset_mode="single", preprocess="resize_and_crop",
-                                  load_size=16, crop_size=16, no_flip=True))[0]["A"]
+    out = tiny_dataset(tmp_path, dataset_mode="single", preprocess="resize_and_crop",
+                                  load_size=16, crop_size=16, no_flip=True)[0]["A"]
     expected = to_tensor(Image.fromarray(pixels).resize((16, 16), Image.BICUBIC))
     assert torch.equal(out, expected)
 
 
 def test_crop_smaller_than_crop_size_names_file_and_fix(tmp_path):
     path = save(tmp_path / "small.png", gradient(12, 30))
-    ds = create_dataset(data_opt(tmp_path, dataset_mode="single", preprocess="crop"))
+    ds = tiny_dataset(tmp_path, dataset_mode="single", preprocess="crop")
     with pytest.raises(DataError, match="crop_size") as err:
         ds[0]
     assert str(path) in str(err.value) and "12x30" in str(err.value) and "resize_and_crop" in str(err.value)
@@ -96,22 +96,22 @@ def test_crop_smaller_than_crop_size_names_file_and_fix(tmp_path):
 def test_load_size_below_crop_size_is_refused_before_loading(tmp_path):
     aligned_root(tmp_path)
     with pytest.raises(DataError, match="load_size"):
-        create_dataset(data_opt(tmp_path, load_size=12, crop_size=16))
+        tiny_dataset(tmp_path, load_size=12, crop_size=16)
 
 
 def test_unknown_modes_are_refused(tmp_path):
     aligned_root(tmp_path)
     for bad in (dict(preprocess="zoom"), dict(dataset_mode="paired"), dict(direction="AB")):
         with pytest.raises(ValueError):
-            create_dataset(data_opt(tmp_path, **bad))
+            tiny_dataset(tmp_path, **bad)
 
 
 # ---- aligned ----
 
 @pytest.mark.parametrize("preprocess", ["resize_and_crop", "crop", "scale_width_and_crop", "none"])
 def test_aligned_halves_share_crop_and_flip(tmp_path, preprocess):
-    ds = create_dataset(data_opt(aligned_root(tmp_path, n=4), preprocess=preprocess))
-    unflipped = create_dataset(data_opt(tmp_path, preprocess=preprocess, no_flip=True))
+    ds = tiny_dataset(aligned_root(tmp_path, n=4), preprocess=preprocess)
+    unflipped = tiny_dataset(tmp_path, preprocess=preprocess, no_flip=True)
     flipped = []
     for epoch in range(3):
         ds.set_epoch(epoch)
@@ -130,8 +130,8 @@ def test_aligned_split_and_direction(tmp_path):
     # 'none' rounds 18 / 4 = 4.5 half to even, as Python's round() does in the original: height 16.
     left, right = (to_tensor(Image.fromarray(half).resize((24, 16), Image.BICUBIC))
                    for half in (pixels[:, :24], pixels[:, 24:]))
-    ab = create_dataset(data_opt(tmp_path, preprocess="none"))[0]
-    ba = create_dataset(data_opt(tmp_path, preprocess="none", direction="BtoA"))[0]
+    ab = tiny_dataset(tmp_path, preprocess="none")[0]
+    ba = tiny_dataset(tmp_path, preprocess="none", direction="BtoA")[0]
     flipped = torch.equal(ab["A"], left.flip(-1))
     if flipped:
         left, right = left.flip(-1), right.flip(-1)
@@ -141,22 +141,22 @@ def test_aligned_split_and_direction(tmp_path):
 
 def test_aligned_odd_width_splits_at_half(tmp_path):
     save(tmp_path / "train" / "odd.png", gradient(33, 17))
-    s = create_dataset(data_opt(tmp_path, preprocess="crop", crop_size=16))[0]
+    s = tiny_dataset(tmp_path, preprocess="crop", crop_size=16)[0]
     assert s["A"].shape == s["B"].shape == (3, 16, 16)
 
 
 def test_grayscale_sides_follow_direction(tmp_path):
     aligned_root(tmp_path, n=1)
-    s = create_dataset(data_opt(tmp_path, input_nc=1, output_nc=3))[0]
+    s = tiny_dataset(tmp_path, input_nc=1, output_nc=3)[0]
     assert s["A"].shape[0] == 1 and s["B"].shape[0] == 3
-    s = create_dataset(data_opt(tmp_path, direction="BtoA", input_nc=1, output_nc=3))[0]
+    s = tiny_dataset(tmp_path, direction="BtoA", input_nc=1, output_nc=3)[0]
     assert s["A"].shape[0] == 1 and s["B"].shape[0] == 3
 
 
 # ---- unaligned ----
 
 def test_unaligned_serial_batches_pairs_by_index(tmp_path):
-    ds = create_dataset(data_opt(unaligned_root(tmp_path), dataset_mode="unaligned", serial_batches=True))
+    ds = tiny_dataset(unaligned_root(tmp_path), dataset_mode="unaligned", serial_batches=True)
     assert len(ds) == 5
     names = [(s["A_paths"].rsplit("/", 1)[1], s["B_paths"].rsplit("/", 1)[1]) for s in ds]
     assert names == [("A0.png", "B0.png"), ("A1.png", "B1.png"), ("A2.png", "B2.png"),
@@ -164,17 +164,17 @@ def test_unaligned_serial_batches_pairs_by_index(tmp_path):
 
 
 def test_unaligned_random_b_is_seeded(tmp_path):
-    opt = data_opt(unaligned_root(tmp_path, n_a=2, n_b=40), dataset_mode="unaligned")
-    ds = create_dataset(opt)
+    root = unaligned_root(tmp_path, n_a=2, n_b=40)
+    ds = tiny_dataset(root, dataset_mode="unaligned")
     first = [s["B_paths"] for s in ds]
-    assert first == [s["B_paths"] for s in create_dataset(opt)]
+    assert first == [s["B_paths"] for s in tiny_dataset(root, dataset_mode="unaligned")]
     assert len(set(first)) > 10 and first != sorted(first)
     assert [ds[i]["A_paths"].rsplit("/", 1)[1] for i in range(4)] == ["A0.png", "A1.png", "A0.png", "A1.png"]
 
 
 def test_unaligned_direction_swaps_folders(tmp_path):
     root = unaligned_root(tmp_path)
-    s = create_dataset(data_opt(root, dataset_mode="unaligned", direction="BtoA", serial_batches=True))[0]
+    s = tiny_dataset(root, dataset_mode="unaligned", direction="BtoA", serial_batches=True)[0]
     assert "/trainB/" in s["A_paths"] and "/trainA/" in s["B_paths"]
 
 
@@ -182,16 +182,16 @@ def test_unaligned_sides_get_independent_params(tmp_path):
     for i in range(6):
         save(tmp_path / "trainA" / f"{i}.png", gradient(20, 20))
         save(tmp_path / "trainB" / f"{i}.png", gradient(20, 20))
-    ds = create_dataset(data_opt(tmp_path, dataset_mode="unaligned"))
+    ds = tiny_dataset(tmp_path, dataset_mode="unaligned")
     assert any(not torch.equal(s["A"], s["B"]) for s in ds)
 
 
 def test_max_dataset_size(tmp_path):
     aligned_root(tmp_path, n=5)
-    ds = create_dataset(data_opt(tmp_path, max_dataset_size=2))
+    ds = tiny_dataset(tmp_path, max_dataset_size=2)
     assert [p.rsplit("/", 1)[1] for p in ds.paths] == ["0.png", "1.png"]
     root = unaligned_root(tmp_path / "u", n_a=4, n_b=6)
-    assert len(create_dataset(data_opt(root, dataset_mode="unaligned", max_dataset_size=3))) == 3
+    assert len(tiny_dataset(root, dataset_mode="unaligned", max_dataset_size=3)) == 3
 
 
 def test_make_dataset_walks_recursively_and_filters(tmp_path):
@@ -239,9 +239,9 @@ def test_sixteen_bit_full_range(tmp_path):
 
 def test_odd_sized_grayscale_through_dataset(tmp_path):
     Image.fromarray(gradient(13, 11)[..., 0], "L").save(tmp_path / "g.png")
-    s = create_dataset(data_opt(tmp_path, dataset_mode="single", preprocess="none", output_nc=1))[0]
+    s = tiny_dataset(tmp_path, dataset_mode="single", preprocess="none", output_nc=1)[0]
     assert s["A"].shape == (3, 12, 12)
-    s = create_dataset(data_opt(tmp_path, dataset_mode="single", preprocess="none", input_nc=1))[0]
+    s = tiny_dataset(tmp_path, dataset_mode="single", preprocess="none", input_nc=1)[0]
     assert s["A"].shape == (1, 12, 12)
 
 
@@ -259,7 +259,7 @@ def write_corrupt(tmp_path):
 
 def test_corrupt_file_raises_data_error_naming_it(tmp_path):
     truncated, garbage = write_corrupt(tmp_path)
-    ds = create_dataset(data_opt(tmp_path))
+    ds = tiny_dataset(tmp_path)
     for path in (truncated, garbage):
         with pytest.raises(DataError, match="skip_bad_images") as err:
             ds[ds.paths.index(str(path))]
@@ -270,7 +270,7 @@ def test_corrupt_file_raises_data_error_naming_it(tmp_path):
 def test_skip_bad_images(tmp_path, caplog):
     truncated, garbage = write_corrupt(tmp_path)
     with caplog.at_level(logging.WARNING, logger="pyi2i.data"):
-        ds = create_dataset(data_opt(tmp_path, skip_bad_images=True))
+        ds = tiny_dataset(tmp_path, skip_bad_images=True)
     assert len(ds) == 1 and ds.paths[0].endswith("good.png")
     assert sorted(p for p, _ in ds.skipped) == sorted([str(garbage), str(truncated)])
     assert all(reason for _, reason in ds.skipped)
@@ -282,7 +282,7 @@ def test_all_files_bad_is_an_empty_folder(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "x.png").write_bytes(b"broken")
     with pytest.raises(DataError, match="no readable images"):
-        create_dataset(data_opt(tmp_path, skip_bad_images=True))
+        tiny_dataset(tmp_path, skip_bad_images=True)
 
 
 @pytest.mark.parametrize("mode, expected", [
@@ -293,13 +293,13 @@ def test_all_files_bad_is_an_empty_folder(tmp_path):
 def test_missing_and_empty_folders(tmp_path, mode, expected):
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match="not found") as err:
-        create_dataset(data_opt(missing, dataset_mode=mode))
+        tiny_dataset(missing, dataset_mode=mode)
     assert expected in str(err.value)
     for sub in ("train", "trainA", "trainB"):
         (tmp_path / sub).mkdir()
     (tmp_path / "train" / "readme.txt").write_text("no images here")
     with pytest.raises(DataError, match="no readable images") as err:
-        create_dataset(data_opt(tmp_path / "train" if mode == "single" else tmp_path, dataset_mode=mode))
+        tiny_dataset(tmp_path / "train" if mode == "single" else tmp_path, dataset_mode=mode)
     assert expected in str(err.value)
 
 
@@ -309,15 +309,14 @@ def test_missing_unaligned_half_names_it(tmp_path):
         f.unlink()
     (tmp_path / "trainB").rmdir()
     with pytest.raises(DataError) as err:
-        create_dataset(data_opt(tmp_path, dataset_mode="unaligned"))
+        tiny_dataset(tmp_path, dataset_mode="unaligned")
     assert str(tmp_path / "trainB") in str(err.value) and "trainA/" in str(err.value)
 
 
 # ---- determinism ----
 
 def test_samples_depend_only_on_seed_epoch_index(tmp_path):
-    opt = data_opt(aligned_root(tmp_path, n=4))
-    first, second = create_dataset(opt), create_dataset(opt)
+    first, second = tiny_dataset(aligned_root(tmp_path, n=4)), tiny_dataset(tmp_path)
     for ds in (first, second):
         ds.set_epoch(3)
     assert all(torch.equal(first[i]["A"], second[i]["A"]) for i in range(4))
@@ -325,7 +324,7 @@ def test_samples_depend_only_on_seed_epoch_index(tmp_path):
     before = [first[i]["A"] for i in range(4)]
     first.set_epoch(4)
     assert any(not torch.equal(a, first[i]["A"]) for i, a in enumerate(before))
-    other_seed = create_dataset(data_opt(tmp_path, seed=1))
+    other_seed = tiny_dataset(tmp_path, seed=1)
     other_seed.set_epoch(3)
     assert any(not torch.equal(a, other_seed[i]["A"]) for i, a in enumerate(before))
 
@@ -363,7 +362,7 @@ def batch_paths(loader):
 
 
 def test_create_loader_start_batch_resumes_the_epoch(tmp_path):
-    ds = create_dataset(data_opt(aligned_root(tmp_path, n=7)))
+    ds = tiny_dataset(aligned_root(tmp_path, n=7))
     kw = dict(batch_size=2, shuffle=True, num_workers=0, seed=3, epoch=5)
     full = list(create_loader(ds, **kw))
     assert [len(b["A_paths"]) for b in full] == [2, 2, 2, 1]
@@ -376,14 +375,14 @@ def test_create_loader_start_batch_resumes_the_epoch(tmp_path):
 
 
 def test_create_loader_leaves_global_rng_alone(tmp_path):
-    ds = create_dataset(data_opt(aligned_root(tmp_path, n=2)))
+    ds = tiny_dataset(aligned_root(tmp_path, n=2))
     state = torch.get_rng_state()
     list(create_loader(ds, batch_size=1, shuffle=True, num_workers=0, seed=0, epoch=0))
     assert torch.equal(state, torch.get_rng_state())
 
 
 def test_create_loader_same_batches_with_workers(tmp_path):
-    ds = create_dataset(data_opt(aligned_root(tmp_path, n=4)))
+    ds = tiny_dataset(aligned_root(tmp_path, n=4))
     kw = dict(batch_size=2, shuffle=True, seed=1, epoch=2, rank=1, world_size=2)
     serial = list(create_loader(ds, num_workers=0, **kw))
     ds.set_epoch(0)  # the loader must set it again for its workers

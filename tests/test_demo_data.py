@@ -9,7 +9,7 @@ from PIL import Image
 from pyi2i import datasets as datasets_cli
 from pyi2i.data import create_dataset, create_loader, ensure_demo, make_demo
 from pyi2i.data.demo import LABEL_BACKGROUND, LABEL_COLOURS, MARKER, draw_scene
-from conftest import data_opt
+from conftest import tiny_dataset
 
 SMALL = dict(size=16, n_train=4, n_test=2)
 
@@ -96,7 +96,7 @@ def test_refuses_to_overwrite_other_data(tmp_path):
 
 def test_paired_demo_trains_through_the_loader(tmp_path):
     root = make_demo(tmp_path, "paired", **SMALL)
-    ds = create_dataset(data_opt(root, load_size=18, crop_size=16))
+    ds = tiny_dataset(root, load_size=18, crop_size=16)
     batch = next(iter(create_loader(ds, batch_size=2, shuffle=True, num_workers=0, seed=0, epoch=0)))
     assert batch["A"].shape == batch["B"].shape == (2, 3, 16, 16)
     assert batch["A"].min() >= -1 and batch["B"].max() <= 1
@@ -104,7 +104,7 @@ def test_paired_demo_trains_through_the_loader(tmp_path):
 
 def test_unpaired_demo_loads(tmp_path):
     root = make_demo(tmp_path, "unpaired", **SMALL)
-    sample = create_dataset(data_opt(root, dataset_mode="unaligned", phase="test", preprocess="none"))[1]
+    sample = tiny_dataset(root, dataset_mode="unaligned", phase="test", preprocess="none")[1]
     assert sample["A"].shape == sample["B"].shape == (3, 16, 16)
 
 

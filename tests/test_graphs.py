@@ -7,22 +7,24 @@ import pytest
 import torch
 
 from conftest import training_options
-from pyi2i.data import create_dataset, create_loader
+from pyi2i.data import create_loader
+from pyi2i.engine.batches import training_dataset
 from pyi2i.engine.graphs import CudaGraph, CudaGraphStep, check_graphable, prefetch_to_device
-from pyi2i.engine.trainer import METHODS, train
+from pyi2i.engine.methods import build_method
+from pyi2i.engine.trainer import train
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device; none here")
 
 
 def batches(opt, n):
-    loader = create_loader(create_dataset(opt), batch_size=opt.batch_size, shuffle=True, num_workers=0, seed=0,
+    loader = create_loader(training_dataset(opt), batch_size=opt.data.batch_size, shuffle=True, num_workers=0, seed=0,
                            epoch=1)
     return [b for _, b in zip(range(n), loader)]
 
 
 def test_graphs_are_refused_where_they_cannot_work(demo_root):
     opt = training_options(demo_root / "unpaired", cuda_graphs=True, amp="fp16")
-    method = METHODS["cyclegan"](opt, torch.device("cpu"))
+    method = build_method(opt, torch.device("cpu"))
     assert "gradient scaler" in check_graphable(method)
     with pytest.raises(ValueError, match="--cuda-graphs: --amp fp16 needs a gradient scaler"):
         CudaGraphStep(method)
@@ -39,8 +41,8 @@ def test_graph_shaped_step_equals_eager_steps_on_the_cpu(demo_root, arch):
     data = demo_root / ("unpaired" if arch == "cyclegan" else "paired")
     extra = dict(netG="resnet_6blocks", load_size=36, crop_size=32) if arch == "pix2pix" else {}
     opt = training_options(data, arch, cuda_graphs=True, pool_size=2, **extra)  # the pool swaps from step 3
-    eager = METHODS[arch](opt, torch.device("cpu"))
-    graphed = METHODS[arch](opt, torch.device("cpu"))
+    eager = build_method(opt, torch.device("cpu"))
+    graphed = build_method(opt, torch.device("cpu"))
     graphed.load_state_dict(copy.deepcopy(eager.state_dict()))
     step = CudaGraphStep(graphed, warmup=2)
     data = batches(opt, 6)
@@ -104,8 +106,8 @@ def test_graph_replay_equals_eager_steps(demo_root, arch, amp):
     data = demo_root / ("unpaired" if arch == "cyclegan" else "paired")
     opt = training_options(data, arch, cuda_graphs=True, amp=amp, pool_size=2)
     torch.manual_seed(0)
-    eager = METHODS[arch](opt, torch.device("cuda"))
-    graphed = METHODS[arch](opt, torch.device("cuda"))
+    eager = build_method(opt, torch.device("cuda"))
+    graphed = build_method(opt, torch.device("cuda"))
     graphed.load_state_dict(copy.deepcopy(eager.state_dict()))
     step = CudaGraphStep(graphed, warmup=2)
     rng = torch.cuda.get_rng_state()
@@ -130,7 +132,7 @@ def test_bf16_graphs_track_the_fp32_reference_losses(demo_root):
     means = []
     for opt, wrap in ((opt32, lambda m: m.step), (fast, CudaGraphStep)):
         torch.manual_seed(0)
-        method = METHODS["cyclegan"](opt, torch.device("cuda"))
+        method = build_method(opt, torch.device("cuda"))
         run = wrap(method)
         history = [{k: v.item() for k, v in run(b).items()} for b in data[:100]]
         means.append({k: sum(h[k] for h in history[-20:]) / 20 for k in history[0]})

@@ -8,9 +8,10 @@ import torch
 
 import pyi2i.testing.original as orig
 from conftest import training_options
-from pyi2i.data import create_dataset, create_loader
+from pyi2i.data import create_loader
+from pyi2i.engine.batches import training_dataset
 from pyi2i.engine.pool import HostPool
-from pyi2i.engine.trainer import METHODS
+from pyi2i.engine.methods import build_method
 from pyi2i.models.original_format import to_original
 
 
@@ -27,18 +28,18 @@ def assert_bitwise_equal(ours, oracle, name):
 
 def method_and_loop(opt, arch):
     """pyi2i's method and the original loop over copies of the same initial networks."""
-    method = METHODS[arch](opt, torch.device("cpu"))
+    method = build_method(opt, torch.device("cpu"))
     if arch == "cyclegan":
-        def G(): return orig.ResnetGenerator(3, 3, opt.ngf, "instance", False, 6)
-        def D(): return orig.NLayerDiscriminator(3, opt.ndf, 3, "instance")
+        def G(): return orig.ResnetGenerator(3, 3, opt.model.ngf, "instance", False, 6)
+        def D(): return orig.NLayerDiscriminator(3, opt.model.ndf, 3, "instance")
         oracles = {"G_A": G(), "G_B": G(), "D_A": D(), "D_B": D()}
     else:
-        oracles = {"G": orig.UnetGenerator(3, 3, 7, opt.ngf, "batch", True),
-                   "D": orig.NLayerDiscriminator(6, opt.ndf, 3, "batch")}
+        oracles = {"G": orig.UnetGenerator(3, 3, 7, opt.model.ngf, "batch", True),
+                   "D": orig.NLayerDiscriminator(6, opt.model.ndf, 3, "batch")}
     for name in oracles:
         oracle_copy(method.nets[name], oracles[name])
     if arch == "cyclegan":
-        loop = orig.CycleGANLoop(**oracles, pool_size=opt.pool_size)
+        loop = orig.CycleGANLoop(**oracles, pool_size=opt.loss.pool_size)
     else:
         loop = orig.Pix2PixLoop(**oracles)
     return method, loop, oracles
@@ -48,7 +49,7 @@ def training_batches(opt, n):
     """The first `n` batches of a run, over as many epochs as that takes."""
     batches, epoch = [], 1
     while len(batches) < n:
-        batches += create_loader(create_dataset(opt), batch_size=opt.batch_size, shuffle=True, num_workers=0,
+        batches += create_loader(training_dataset(opt), batch_size=opt.data.batch_size, shuffle=True, num_workers=0,
                                  seed=0, epoch=epoch)
         epoch += 1
     return batches[:n]

@@ -1,13 +1,12 @@
-import argparse
-
 import pytest
 import torch
 
+from pyi2i.config import OptimConfig
 from pyi2i.engine.schedule import make_scheduler, step_scheduler
 
 
 def rates(policy, epochs, **kw):
-    opt = argparse.Namespace(lr_policy=policy, epoch_count=1, n_epochs=3, n_epochs_decay=3, lr_decay_iters=2, **kw)
+    opt = OptimConfig(lr_policy=policy, epoch_count=1, n_epochs=3, n_epochs_decay=3, lr_decay_iters=2, **kw)
     optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1.0)
     scheduler = make_scheduler(optimizer, opt)
     out = []

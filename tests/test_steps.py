@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from conftest import training_options
-from pyi2i.data import create_dataset
-from pyi2i.engine.trainer import METHODS
+from pyi2i.engine.batches import training_dataset
+from pyi2i.engine.methods import build_method
 
 
 def snapshot(net):
@@ -35,14 +35,14 @@ def record_updates(method, monkeypatch):
 
 def batch(dataroot, arch):
     opt = training_options(dataroot, arch)
-    return opt, next(iter(torch.utils.data.DataLoader(create_dataset(opt), batch_size=1)))
+    return opt, next(iter(torch.utils.data.DataLoader(training_dataset(opt), batch_size=1)))
 
 
 @pytest.mark.parametrize("gan_mode", ["lsgan", "vanilla", "wgangp"])
 def test_cyclegan_updates_generators_then_discriminators(demo_root, monkeypatch, gan_mode):
     opt, data = batch(demo_root / "unpaired", "cyclegan")
-    opt.gan_mode = gan_mode
-    method = METHODS["cyclegan"](opt, torch.device("cpu"))
+    opt = opt.replace(gan_mode=gan_mode)
+    method = build_method(opt, torch.device("cpu"))
     events = record_updates(method, monkeypatch)
     losses = method.step(data)
     assert [e[0] for e in events] == ["G", "D"]
@@ -53,8 +53,8 @@ def test_cyclegan_updates_generators_then_discriminators(demo_root, monkeypatch,
 
 def test_cyclegan_loss_terms_by_hand(demo_root):
     opt, data = batch(demo_root / "unpaired", "cyclegan")
-    opt.lr = 0.0  # the step must not change what we compare with
-    method = METHODS["cyclegan"](opt, torch.device("cpu"))
+    opt = opt.replace(lr=0.0)  # the step must not change what we compare with
+    method = build_method(opt, torch.device("cpu"))
     losses = method.step(data)
     G_A, G_B, D_A = method.nets["G_A"], method.nets["G_B"], method.nets["D_A"]
     A, B = data["A"], data["B"]
@@ -67,14 +67,14 @@ def test_cyclegan_loss_terms_by_hand(demo_root):
 
 def test_identity_loss_off(demo_root):
     opt, data = batch(demo_root / "unpaired", "cyclegan")
-    opt.lambda_identity = 0
-    losses = METHODS["cyclegan"](opt, torch.device("cpu")).step(data)
+    opt = opt.replace(lambda_identity=0)
+    losses = build_method(opt, torch.device("cpu")).step(data)
     assert losses["idt_A"].item() == 0 and losses["idt_B"].item() == 0
 
 
 def test_pix2pix_updates_discriminator_then_generator(demo_root, monkeypatch):
     opt, data = batch(demo_root / "paired", "pix2pix")
-    method = METHODS["pix2pix"](opt, torch.device("cpu"))
+    method = build_method(opt, torch.device("cpu"))
     events = record_updates(method, monkeypatch)
     losses = method.step(data)
     assert [e[0] for e in events] == ["D", "G"]
@@ -85,7 +85,7 @@ def test_pix2pix_updates_discriminator_then_generator(demo_root, monkeypatch):
 
 def test_pix2pix_sees_the_updated_discriminator_in_its_generator_step(demo_root):
     opt, data = batch(demo_root / "paired", "pix2pix")
-    method = METHODS["pix2pix"](opt, torch.device("cpu"))
+    method = build_method(opt, torch.device("cpu"))
     D = method.nets["D"]
     seen = []
     D.register_forward_pre_hook(lambda m, args: seen.append(snapshot(m)[0]))

@@ -49,7 +49,7 @@ def test_outputs_of_a_run(demo_root, tmp_path):
     assert (run / "latest.pt").is_file() and (run / "epoch_001.pt").is_file() and (run / "epoch_002.pt").is_file()
     for name in ("G_A", "G_B", "D_A", "D_B"):
         assert (run / f"latest_net_{name}.pth").is_file() and (run / f"2_net_{name}.pth").is_file()
-    G = define_G(opt.netG, 3, 3, opt.ngf, opt.norm, init=False)
+    G = define_G(opt.model.netG, 3, 3, opt.model.ngf, opt.model.norm, init=False)
     checkpoints.load_original(G, run / "latest_net_G_A.pth")
     assert torch.equal(G.head.weight, trainer.method.nets["G_A"].head.weight)
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]

@@ -77,7 +77,7 @@ class DaliLoader:
         reason = unavailable_reason()
         if reason:
             raise ImportError(reason)
-        self.dataset, self.opt = dataset, dataset.opt
+        self.dataset, self.data = dataset, dataset.data
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.device, self.channels_last = device, channels_last
@@ -86,7 +86,7 @@ class DaliLoader:
         # Both halves of an aligned pair come from one file, decoded once.
         self.file_of = {"A": "A", "B": "A"} if isinstance(dataset, AlignedDataset) else {s: s for s in self.sides}
         self.files = sorted(set(self.file_of.values()))
-        self.crops = "crop" in self.opt.preprocess
+        self.crops = "crop" in self.data.preprocess
         self.inputs = self._inputs(boxes=isinstance(dataset, AlignedDataset))
         self.sizes: dict[str, tuple[int, int]] = {}  # header sizes, read once per file
         self.batches: list[list[int]] = []
@@ -147,7 +147,7 @@ class DaliLoader:
                 columns[f"encoded_{file}"].append(_read_bytes(sample[file].path))
             for side in self.sides:
                 spec = sample[side]
-                width, height = resized_size(self.opt, _box_size(spec.box) if spec.box else self._size_of(spec.path))
+                width, height = resized_size(self.data, _box_size(spec.box) if spec.box else self._size_of(spec.path))
                 columns[f"size_{side}"].append(np.array([width, height], np.float32))
                 columns[f"flip_{side}"].append(np.array(spec.params.flip, np.int32))
                 if spec.box is not None:
@@ -176,7 +176,7 @@ class DaliLoader:
         device_id = (self.device.index if self.device.index is not None else torch.cuda.current_device()) if gpu else None
         pipe = Pipeline(batch_size=self.batch_size, num_threads=self.num_threads, device_id=device_id,
                         prefetch_queue_depth=self.prefetch, seed=self.seed)
-        crop = self.opt.crop_size
+        crop = self.data.crop_size
         with pipe:
             fed = dict(zip(self.inputs, fn.external_source(source=self._feed, batch=True, batch_info=True,
                                                                num_outputs=len(self.inputs))))
@@ -214,7 +214,7 @@ class DaliLoader:
             if not images.is_dense_tensor():
                 sizes = sorted({tuple(s) for s in images.shape()})
                 raise DataError(
-                    f"the images of one batch differ in size after --preprocess {self.opt.preprocess} "
+                    f"the images of one batch differ in size after --preprocess {self.data.preprocess} "
                     f"({len(sizes)} sizes, e.g. {sizes[0]} and {sizes[-1]}), so they cannot be stacked: "
                     f"use --batch_size 1, or a --preprocess mode that crops to one size")
             tensors[side] = images.as_tensor()

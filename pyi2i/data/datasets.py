@@ -4,7 +4,7 @@
 target, so whatever consumes the samples never swaps them again. As in the original, the source
 side is read with `input_nc` channels and the target side with `output_nc`.
 
-Every random choice of a sample comes from a generator seeded with (opt.seed, epoch, index), so a
+Every random choice of a sample comes from a generator seeded with (seed, epoch, index), so a
 sample does not depend on the number of loader workers, and a resumed run sees the same data.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -22,9 +22,10 @@ from torch.utils.data import Dataset
 from pyi2i.data.images import DataError, find_unreadable, folder_contents, load_rgb, make_dataset
 from pyi2i.data.transforms import TransformParams, apply_transform, check_preprocess, get_params
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # pyi2i.config reads this package's choices
+    from pyi2i.config import DataConfig
 
-DIRECTIONS = ("AtoB", "BtoA")
+log = logging.getLogger(__name__)
 
 SizeOf = Callable[[str], "tuple[int, int]"]  # (width, height) of the image stored at a path
 
@@ -42,16 +43,18 @@ class ImageSpec:
 
 
 class ImageDataset(Dataset):
-    """What the three layouts share: options, file discovery with checks, and per-sample randomness."""
+    """What the three layouts share: options, file discovery with checks, and per-sample randomness.
 
-    def __init__(self, opt):
-        if opt.direction not in DIRECTIONS:
-            raise ValueError(f"--direction must be AtoB or BtoA, got {opt.direction!r}")
-        check_preprocess(opt)
-        self.opt = opt
+    `input_nc` and `output_nc` are the channels of the generator's input and output: the source
+    side is read with the first and the target side with the second."""
+
+    def __init__(self, data: DataConfig, *, input_nc: int = 3, output_nc: int = 3, seed: int = 0):
+        check_preprocess(data)
+        self.data = data
+        self.input_nc, self.output_nc, self.seed = input_nc, output_nc, seed
         self.epoch = 0
         self.skipped: list[tuple[str, str]] = []
-        self.btoa = opt.direction == "BtoA"
+        self.btoa = data.direction == "BtoA"
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -62,14 +65,14 @@ class ImageDataset(Dataset):
         return (self[i] for i in range(len(self)))
 
     def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.opt.seed, self.epoch, index])
+        return np.random.default_rng([self.seed, self.epoch, index])
 
     def find_images(self, folder: str, layout: str) -> list[str]:
         """Image paths in `folder`; DataError, stating `layout`, if there are none to use."""
         if not os.path.isdir(folder):
-            raise DataError(f"folder {folder} not found: {layout} ({folder_contents(self.opt.dataroot)})")
-        paths = make_dataset(folder, self.opt.max_dataset_size)
-        if self.opt.skip_bad_images:
+            raise DataError(f"folder {folder} not found: {layout} ({folder_contents(self.data.dataroot)})")
+        paths = make_dataset(folder, self.data.max_dataset_size)
+        if self.data.skip_bad_images:
             bad = find_unreadable(paths)
             if bad:
                 log.warning("skipping %d unreadable image(s) in %s, first: %s", len(bad), folder, bad[0][0])
@@ -81,7 +84,7 @@ class ImageDataset(Dataset):
         return paths
 
     def channels(self, side: str) -> int:
-        return self.opt.input_nc if side == "A" else self.opt.output_nc
+        return self.input_nc if side == "A" else self.output_nc
 
     def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
         """{'A': spec, 'B': spec} ('A' alone for the single layout) of sample `index`."""
@@ -98,7 +101,7 @@ class ImageDataset(Dataset):
         sample = {}
         for side, spec in self.specs(index, size_of).items():
             img = images[spec.path] if spec.box is None else images[spec.path].crop(spec.box)
-            sample[side] = apply_transform(self.opt, img, spec.params, grayscale=spec.channels == 1)
+            sample[side] = apply_transform(self.data, img, spec.params, grayscale=spec.channels == 1)
             sample[f"{side}_paths"] = spec.path
         return sample
 
@@ -106,11 +109,11 @@ class ImageDataset(Dataset):
 class AlignedDataset(ImageDataset):
     """Pairs stored as one image, A on the left half and B on the right; both get one crop and flip."""
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        folder = os.path.join(opt.dataroot, opt.phase)
+    def __init__(self, data: DataConfig, **kw):
+        super().__init__(data, **kw)
+        folder = os.path.join(data.dataroot, data.phase)
         self.paths = self.find_images(
-            folder, f"expected {opt.phase}/ under DATAROOT holding A|B side-by-side images "
+            folder, f"expected {data.phase}/ under DATAROOT holding A|B side-by-side images "
                     f"for --dataset_mode aligned")
 
     def __len__(self) -> int:
@@ -123,7 +126,7 @@ class AlignedDataset(ImageDataset):
         left, right = (0, 0, w2, h), (w2, 0, w, h)
         # Drawn from the left half as in the original: it is the narrower one when w is odd,
         # so the crop fits both halves.
-        params = get_params(self.opt, (w2, h), self.rng(index), path)
+        params = get_params(self.data, (w2, h), self.rng(index), path)
         a, b = (right, left) if self.btoa else (left, right)
         return {"A": ImageSpec(path, a, params, self.channels("A")), "B": ImageSpec(path, b, params, self.channels("B"))}
 
@@ -133,12 +136,12 @@ class UnalignedDataset(ImageDataset):
     with serial_batches). As in the original release, trainA is the one read in order whatever the
     direction; BtoA then swaps the two sides of the sample."""
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        layout = (f"expected {opt.phase}A/ and {opt.phase}B/ under DATAROOT "
+    def __init__(self, data: DataConfig, **kw):
+        super().__init__(data, **kw)
+        layout = (f"expected {data.phase}A/ and {data.phase}B/ under DATAROOT "
                   f"for --dataset_mode unaligned")
-        self.a_paths = self.find_images(os.path.join(opt.dataroot, opt.phase + "A"), layout)
-        self.b_paths = self.find_images(os.path.join(opt.dataroot, opt.phase + "B"), layout)
+        self.a_paths = self.find_images(os.path.join(data.dataroot, data.phase + "A"), layout)
+        self.b_paths = self.find_images(os.path.join(data.dataroot, data.phase + "B"), layout)
 
     def __len__(self) -> int:
         return max(len(self.a_paths), len(self.b_paths))
@@ -146,12 +149,12 @@ class UnalignedDataset(ImageDataset):
     def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
         rng = self.rng(index)
         a_path = self.a_paths[index % len(self.a_paths)]
-        if self.opt.serial_batches:
+        if self.data.serial_batches:
             b_path = self.b_paths[index % len(self.b_paths)]
         else:
             b_path = self.b_paths[int(rng.integers(0, len(self.b_paths)))]
-        a_params = get_params(self.opt, size_of(a_path), rng, a_path)
-        b_params = get_params(self.opt, size_of(b_path), rng, b_path)
+        a_params = get_params(self.data, size_of(a_path), rng, a_path)
+        b_params = get_params(self.data, size_of(b_path), rng, b_path)
         if self.btoa:
             (a_path, a_params), (b_path, b_params) = (b_path, b_params), (a_path, a_params)
         return {"A": ImageSpec(a_path, None, a_params, self.channels("A")),
@@ -161,16 +164,16 @@ class UnalignedDataset(ImageDataset):
 class SingleDataset(ImageDataset):
     """Every image under DATAROOT itself, one domain, for translating with a trained generator."""
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        self.paths = self.find_images(opt.dataroot, "expected images in DATAROOT for --dataset_mode single")
+    def __init__(self, data: DataConfig, **kw):
+        super().__init__(data, **kw)
+        self.paths = self.find_images(data.dataroot, "expected images in DATAROOT for --dataset_mode single")
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
         path = self.paths[index]
-        params = get_params(self.opt, size_of(path), self.rng(index), path)
+        params = get_params(self.data, size_of(path), self.rng(index), path)
         return {"A": ImageSpec(path, None, params, self.channels("A"))}
 
 
@@ -178,8 +181,10 @@ _DATASETS = {"aligned": AlignedDataset, "unaligned": UnalignedDataset, "single":
 DATASET_MODES = tuple(_DATASETS)
 
 
-def create_dataset(opt) -> ImageDataset:
-    """The dataset `opt.dataset_mode` names, with its files found and checked."""
-    if opt.dataset_mode not in _DATASETS:
-        raise ValueError(f"--dataset_mode must be one of {', '.join(DATASET_MODES)}, got {opt.dataset_mode!r}")
-    return _DATASETS[opt.dataset_mode](opt)
+def create_dataset(data: DataConfig, *, input_nc: int = 3, output_nc: int = 3, seed: int = 0) -> ImageDataset:
+    """The dataset `data.dataset_mode` names, with its files found and checked; its images have
+    `input_nc` channels on the source side and `output_nc` on the target side, and its random
+    choices follow `seed`."""
+    if data.dataset_mode not in _DATASETS:
+        raise ValueError(f"--dataset_mode must be one of {', '.join(DATASET_MODES)}, got {data.dataset_mode!r}")
+    return _DATASETS[data.dataset_mode](data, input_nc=input_nc, output_nc=output_nc, seed=seed)

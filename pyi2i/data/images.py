@@ -54,7 +54,7 @@ def make_dataset(folder: str | os.PathLike, max_dataset_size: float = float("inf
             if is_image_file(f) and real not in seen_files:
                 seen_files.add(real)
                 images.append(path)
-    return sorted(images[: min(max_dataset_size, len(images))])
+    return sorted(images[: int(min(max_dataset_size, len(images)))])
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -15,27 +15,27 @@ class CycleGAN(Method):
     visual_names = ("real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A")
     translator_name = "G_A"
 
-    def __init__(self, opt, device):
-        super().__init__(opt, device)
-        if opt.lambda_identity > 0 and opt.input_nc != opt.output_nc:
+    def __init__(self, model, loss, optim, speed, device):
+        super().__init__(model, loss, optim, speed, device)
+        if loss.lambda_identity > 0 and model.input_nc != model.output_nc:
             raise ValueError("the identity loss feeds B images to G_A, so it needs --input_nc == --output_nc; "
                              "set --lambda_identity 0 for different channel counts")
-        self.nets["G_A"] = self.make_G(opt.input_nc, opt.output_nc)
-        self.nets["G_B"] = self.make_G(opt.output_nc, opt.input_nc)
-        self.nets["D_A"] = self.make_D(opt.output_nc)
-        self.nets["D_B"] = self.make_D(opt.input_nc)
+        self.nets["G_A"] = self.make_G(model.input_nc, model.output_nc)
+        self.nets["G_B"] = self.make_G(model.output_nc, model.input_nc)
+        self.nets["D_A"] = self.make_D(model.output_nc)
+        self.nets["D_B"] = self.make_D(model.input_nc)
         self.optimizers["G"] = self.make_adam(self.nets["G_A"], self.nets["G_B"])
         self.optimizers["D"] = self.make_adam(self.nets["D_A"], self.nets["D_B"])
         # A step captured in a CUDA graph cannot branch on host random numbers: its pools draw on the device.
-        self.fake_A_pool = make_pool(opt.pool_size, on_device=opt.cuda_graphs)
-        self.fake_B_pool = make_pool(opt.pool_size, on_device=opt.cuda_graphs)
+        self.fake_A_pool = make_pool(loss.pool_size, on_device=speed.cuda_graphs)
+        self.fake_B_pool = make_pool(loss.pool_size, on_device=speed.cuda_graphs)
         self.finish_setup()
 
     def pools(self) -> dict:
         return {"fake_A": self.fake_A_pool, "fake_B": self.fake_B_pool}
 
     def step(self, batch: dict) -> dict[str, torch.Tensor]:
-        o, r = self.opt, self.run
+        o, r = self.loss, self.run
         G_A, G_B, D_A, D_B = r["G_A"], r["G_B"], r["D_A"], r["D_B"]
         frozen = [self.nets["D_A"], self.nets["D_B"]]
         batch = self.to_device(batch)

@@ -136,15 +136,15 @@ def teardown() -> None:
     _WORLD = None
 
 
-def unsupported(world: World, device: torch.device, opt) -> str | None:
-    """Why `opt` cannot train in `world` on `device`, or None."""
+def unsupported(world: World, device: torch.device, *, cuda_graphs: bool, norm: str) -> str | None:
+    """Why a run with these settings cannot train in `world` on `device`, or None."""
     if not world.distributed:
         return None
-    if opt.cuda_graphs and device.type == "cuda":
+    if cuda_graphs and device.type == "cuda":
         return ("--cuda-graphs is not supported with more than one process yet: the captured step would have to "
                 "hold DDP's all-reduce (see the README's multi-GPU section). Train without --cuda-graphs; DDP "
                 "overlaps its all-reduce with the backward pass")
-    if opt.norm == "syncbatch" and device.type != "cuda":
+    if norm == "syncbatch" and device.type != "cuda":
         return ("--norm syncbatch needs CUDA devices (PyTorch's SyncBatchNorm has no CPU implementation); on CPUs "
                 "use --norm batch, which normalises each process's batch alone")
     return None

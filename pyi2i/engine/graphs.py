@@ -37,7 +37,7 @@ def check_graphable(method: Method) -> str | None:
     """Why `method` cannot run under --cuda-graphs, or None."""
     if method.scaler is not None:
         return "--amp fp16 needs a gradient scaler, which checks for infs on the host every step; use --amp bf16"
-    if method.opt.compile:
+    if method.speed.compile:
         return "--compile and --cuda-graphs are alternatives; choose one"
     return None
 

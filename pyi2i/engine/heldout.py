@@ -9,14 +9,14 @@ check that a CycleGAN trained without pairs learned the real mapping.
 
 from __future__ import annotations
 
-import argparse
-import copy
+import dataclasses
 import os
 from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pyi2i.config import DataConfig
 from pyi2i.data import create_dataset
 from pyi2i.metrics import ImageMetrics, as_uint8
 
@@ -47,34 +47,32 @@ class _Targets(Dataset):
         return {"A": self.pairs[index]["B"]}
 
 
-def _eval_opt(opt: argparse.Namespace) -> argparse.Namespace:
+def _eval_data(data: DataConfig) -> DataConfig:
     """Deterministic evaluation: resize straight to the training crop size, no flips."""
-    eval_opt = copy.copy(opt)
-    eval_opt.preprocess, eval_opt.load_size, eval_opt.no_flip = "resize_and_crop", opt.crop_size, True
-    eval_opt.phase, eval_opt.skip_bad_images = "test", False
-    return eval_opt
+    return dataclasses.replace(data, preprocess="resize_and_crop", load_size=data.crop_size, no_flip=True,
+                               phase="test", skip_bad_images=False)
 
 
-def _single(eval_opt: argparse.Namespace, folder: str, channels: int) -> Dataset:
-    return create_dataset(argparse.Namespace(**{**vars(eval_opt), "dataroot": folder, "dataset_mode": "single",
-                                                "direction": "AtoB", "input_nc": channels}))
+def _single(eval_data: DataConfig, folder: str, channels: int) -> Dataset:
+    return create_dataset(dataclasses.replace(eval_data, dataroot=folder, dataset_mode="single", direction="AtoB"),
+                          input_nc=channels)
 
 
-def heldout_dataset(opt: argparse.Namespace) -> Dataset | None:
-    """Test pairs for `opt`'s data, or None when the dataset has no known targets."""
-    if opt.dataroot is None:
+def heldout_dataset(data: DataConfig, input_nc: int, output_nc: int) -> Dataset | None:
+    """Test pairs of `data`'s dataset, or None when it has no known targets."""
+    if data.dataroot is None:
         return None
-    eval_opt = _eval_opt(opt)
-    if opt.dataset_mode == "aligned":
-        if not os.path.isdir(os.path.join(opt.dataroot, "test")):
+    eval_data = _eval_data(data)
+    if data.dataset_mode == "aligned":
+        if not os.path.isdir(os.path.join(data.dataroot, "test")):
             return None
-        return create_dataset(eval_opt)
-    source = "testB" if opt.direction == "BtoA" else "testA"
-    inputs_dir, targets_dir = (os.path.join(opt.dataroot, d) for d in (source, source + "_target"))
+        return create_dataset(eval_data, input_nc=input_nc, output_nc=output_nc)
+    source = "testB" if data.direction == "BtoA" else "testA"
+    inputs_dir, targets_dir = (os.path.join(data.dataroot, d) for d in (source, source + "_target"))
     if not (os.path.isdir(inputs_dir) and os.path.isdir(targets_dir)):
         return None
-    inputs = _single(eval_opt, inputs_dir, opt.input_nc)
-    targets = _single(eval_opt, targets_dir, opt.output_nc)
+    inputs = _single(eval_data, inputs_dir, input_nc)
+    targets = _single(eval_data, targets_dir, output_nc)
     names = [[os.path.basename(p) for p in d.paths] for d in (inputs, targets)]
     if names[0] != names[1]:
         raise ValueError(f"{targets_dir} must hold one target per image of {inputs_dir}, with the same file names")
@@ -91,20 +89,20 @@ class EvalSplit:
     reals: Dataset | None  # items {"A": real image of domain B}
 
 
-def eval_split(opt: argparse.Namespace) -> EvalSplit | None:
-    """The test split of `opt`'s data, or None when it has none (no test/ or testA/ folder)."""
-    pairs = heldout_dataset(opt)
-    if opt.dataset_mode == "aligned":
+def eval_split(data: DataConfig, input_nc: int, output_nc: int) -> EvalSplit | None:
+    """The test split of `data`'s dataset, or None when it has none (no test/ or testA/ folder)."""
+    pairs = heldout_dataset(data, input_nc, output_nc)
+    if data.dataset_mode == "aligned":
         return None if pairs is None else EvalSplit(pairs, True, _Targets(pairs))
-    eval_opt = _eval_opt(opt)
-    source, target = ("testB", "testA") if opt.direction == "BtoA" else ("testA", "testB")
-    source, target = (os.path.join(opt.dataroot, d) for d in (source, target))
-    reals = _single(eval_opt, target, opt.output_nc) if os.path.isdir(target) else None
+    eval_data = _eval_data(data)
+    source, target = ("testB", "testA") if data.direction == "BtoA" else ("testA", "testB")
+    source, target = (os.path.join(data.dataroot, d) for d in (source, target))
+    reals = _single(eval_data, target, output_nc) if os.path.isdir(target) else None
     if pairs is not None:
         return EvalSplit(pairs, True, reals)
     if not os.path.isdir(source):
         return None
-    return EvalSplit(_single(eval_opt, source, opt.input_nc), False, reals)
+    return EvalSplit(_single(eval_data, source, input_nc), False, reals)
 
 
 @torch.no_grad()

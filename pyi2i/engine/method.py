@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 
 import torch
 import torch.nn as nn
 
 from pyi2i import ops
+from pyi2i.config import LossConfig, ModelConfig, OptimConfig, SpeedConfig
 from pyi2i.engine import distributed
 from pyi2i.models import define_D, define_G
 
@@ -26,40 +26,41 @@ class Method:
     visual_names: tuple[str, ...] = ()
     translator_name: str = ""  # the A -> B generator, used for inference and held-out metrics
 
-    def __init__(self, opt: argparse.Namespace, device: torch.device):
-        self.opt = opt
+    def __init__(self, model: ModelConfig, loss: LossConfig, optim: OptimConfig, speed: SpeedConfig,
+                 device: torch.device):
+        self.model, self.loss, self.optim, self.speed = model, loss, optim, speed
         self.device = device
         self.nets = nn.ModuleDict()
         self.run: dict[str, nn.Module] = {}
-        self.memory_format = torch.channels_last if opt.channels_last else torch.contiguous_format
+        self.memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.visuals: dict[str, torch.Tensor] = {}
         # The same autocast on every device: the CPU runs the GPU's mixed-dtype path through every backend.
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(opt.amp)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(speed.amp)
         # fp16 has too little range for GAN gradients without loss scaling; bf16 needs none.
-        self.scaler = torch.amp.GradScaler(device.type) if opt.amp == "fp16" else None
+        self.scaler = torch.amp.GradScaler(device.type) if speed.amp == "fp16" else None
 
     # -- building -------------------------------------------------------------------------------
     def make_G(self, input_nc: int, output_nc: int) -> nn.Module:
-        o = self.opt
-        return define_G(o.netG, input_nc, output_nc, o.ngf, o.norm, not o.no_dropout, o.init_type, o.init_gain,
-                        impl=o.impl).to(self.device)
+        m = self.model
+        return define_G(m.netG, input_nc, output_nc, m.ngf, m.norm, not m.no_dropout, m.init_type, m.init_gain,
+                        impl=self.speed.impl).to(self.device)
 
     def make_D(self, input_nc: int) -> nn.Module:
-        o = self.opt
-        return define_D(o.netD, input_nc, o.ndf, o.n_layers_D, o.norm, o.init_type, o.init_gain,
-                        impl=o.impl).to(self.device)
+        m = self.model
+        return define_D(m.netD, input_nc, m.ndf, m.n_layers_D, m.norm, m.init_type, m.init_gain,
+                        impl=self.speed.impl).to(self.device)
 
     def make_adam(self, *nets: nn.Module) -> torch.optim.Optimizer:
         params = [p for net in nets for p in net.parameters()]
         if self.device.type != "cuda":  # the reference configuration
-            return torch.optim.Adam(params, lr=self.opt.lr, betas=(self.opt.beta1, 0.999))
+            return torch.optim.Adam(params, lr=self.optim.lr, betas=(self.optim.beta1, 0.999))
         # One fused kernel per step instead of one per tensor (pix2pix's step is bound by the update
         # of 57 M parameters). Captured in a CUDA graph, the step counter and the learning rate must
         # live on the device, so the schedule can change the rate without recapturing.
-        lr = torch.tensor(self.opt.lr, device=self.device) if self.opt.cuda_graphs else self.opt.lr
-        return torch.optim.Adam(params, lr=lr, betas=(self.opt.beta1, 0.999), fused=True,
-                                capturable=self.opt.cuda_graphs)
+        graphs = self.speed.cuda_graphs
+        lr = torch.tensor(self.optim.lr, device=self.device) if graphs else self.optim.lr
+        return torch.optim.Adam(params, lr=lr, betas=(self.optim.beta1, 0.999), fused=True, capturable=graphs)
 
     def finish_setup(self) -> None:
         """Memory format and the callables the step uses: under torchrun DDP wrappers that average
@@ -68,9 +69,9 @@ class Method:
             net.to(memory_format=self.memory_format)
         run = dict(self.nets.items())
         if distributed.current().distributed:
-            sync_batchnorm = self.opt.norm == "syncbatch"
+            sync_batchnorm = self.model.norm == "syncbatch"
             run = {k: distributed.data_parallel(net, self.device, sync_batchnorm) for k, net in run.items()}
-        self.run = {k: torch.compile(net) if self.opt.compile else net for k, net in run.items()}
+        self.run = {k: torch.compile(net) if self.speed.compile else net for k, net in run.items()}
 
     @property
     def translator(self) -> nn.Module:
@@ -78,10 +79,10 @@ class Method:
 
     # -- losses ---------------------------------------------------------------------------------
     def gan_loss(self, pred: torch.Tensor, target_is_real: bool) -> torch.Tensor:
-        return ops.gan_loss(pred, target_is_real, self.opt.gan_mode, impl=self.opt.impl)
+        return ops.gan_loss(pred, target_is_real, self.loss.gan_mode, impl=self.speed.impl)
 
     def l1_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return ops.l1_loss(x, y, impl=self.opt.impl)
+        return ops.l1_loss(x, y, impl=self.speed.impl)
 
     def discriminator_loss(self, D: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """0.5 * (GAN(D(real), real) + GAN(D(fake), fake)), plus the gradient penalty with wgangp."""
@@ -89,7 +90,7 @@ class Method:
         loss_real = self.gan_loss(D(real), True)
         loss_fake = self.gan_loss(D(fake), False)
         loss = (loss_real + loss_fake) * 0.5
-        if self.opt.gan_mode == "wgangp":
+        if self.loss.gan_mode == "wgangp":
             loss = loss + self.gradient_penalty(D, real, fake)
         return loss
 
@@ -101,14 +102,14 @@ class Method:
             out = D(x_hat)
             (grad,) = torch.autograd.grad(out, x_hat, torch.ones_like(out), create_graph=True)
         norm = (grad.flatten(1) + 1e-16).norm(2, dim=1)
-        return ((norm - 1.0) ** 2).mean() * self.opt.lambda_gp
+        return ((norm - 1.0) ** 2).mean() * self.loss.lambda_gp
 
     # -- the update -----------------------------------------------------------------------------
     def autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         # autocast's cache of cast weights must not outlive a CUDA graph capture
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=not self.opt.cuda_graphs)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, cache_enabled=not self.speed.cuda_graphs)
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         """Backward `loss` and step optimizer `name` (gradients zeroed first)."""

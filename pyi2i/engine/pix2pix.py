@@ -14,10 +14,10 @@ class Pix2Pix(Method):
     visual_names = ("real_A", "fake_B", "real_B")
     translator_name = "G"
 
-    def __init__(self, opt, device):
-        super().__init__(opt, device)
-        self.nets["G"] = self.make_G(opt.input_nc, opt.output_nc)
-        self.nets["D"] = self.make_D(opt.input_nc + opt.output_nc)
+    def __init__(self, model, loss, optim, speed, device):
+        super().__init__(model, loss, optim, speed, device)
+        self.nets["G"] = self.make_G(model.input_nc, model.output_nc)
+        self.nets["D"] = self.make_D(model.input_nc + model.output_nc)
         self.optimizers["G"] = self.make_adam(self.nets["G"])
         self.optimizers["D"] = self.make_adam(self.nets["D"])
         self.finish_setup()
@@ -34,14 +34,14 @@ class Pix2Pix(Method):
             loss_D_fake = self.gan_loss(D(fake_AB.detach()), False)
             loss_D_real = self.gan_loss(D(torch.cat([real_A, real_B], 1)), True)
             loss_D = (loss_D_fake + loss_D_real) * 0.5
-            if self.opt.gan_mode == "wgangp":
+            if self.loss.gan_mode == "wgangp":
                 loss_D = loss_D + self.gradient_penalty(D, torch.cat([real_A, real_B], 1), fake_AB.detach())
         self.update("D", loss_D)
 
         self.set_requires_grad([self.nets["D"]], False)
         with self.autocast():
             loss_G_GAN = self.gan_loss(D(fake_AB), True)
-            loss_G_L1 = self.l1_loss(fake_B, real_B) * self.opt.lambda_L1
+            loss_G_L1 = self.l1_loss(fake_B, real_B) * self.loss.lambda_L1
             loss_G = loss_G_GAN + loss_G_L1
         self.update("G", loss_G)
         self.finish_step()

@@ -3,7 +3,6 @@ event files, the HTML report, and the periodic evaluation on the test split that
 
 from __future__ import annotations
 
-import argparse
 import logging
 import resource
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Sequence
 import torch
 
 from pyi2i import metrics, reports
+from pyi2i.config import TrainConfig
 from pyi2i.engine.heldout import evaluate, eval_split
 from pyi2i.run_report import RunReport
 
@@ -33,22 +33,25 @@ def peak_memory(device: torch.device) -> str:
 class RunRecord:
     """Rank 0's writer of everything above, fed by the trainer after each report and epoch."""
 
-    def __init__(self, opt: argparse.Namespace, run_dir: Path, loss_names: Sequence[str], config: dict,
-                 device: torch.device, step: int):
-        self.opt, self.run_dir, self.device = opt, run_dir, device
+    def __init__(self, config: TrainConfig, loss_names: Sequence[str], device: torch.device, step: int):
+        """`config` is the resolved configuration, which the report shows whole."""
+        self.eval, self.batch_size = config.eval, config.data.batch_size
+        self.run_dir, self.device = config.run_dir, device
+        run_dir = self.run_dir
         self.noted: set[str] = set()
         self.loss_log = reports.CsvLog(run_dir / "loss_log.csv",
                                        ["step", "epoch", "epoch_iter", "time", "images_per_s", "lr"] + list(loss_names))
         self.metric_log = reports.CsvLog(run_dir / "metrics.csv", METRIC_FIELDS)
-        self.tensorboard = reports.TensorBoardLog(run_dir / "tensorboard", opt.tensorboard, purge_step=step or None)
-        self.report = RunReport(run_dir, config, loss_names, title=f"{opt.name} ({opt.arch})")
-        self.split = eval_split(opt)
-        if self.split is None and opt.eval_freq:
-            self.note(f"no evaluation: {opt.dataroot} has no test split (test/ or testA/)")
+        self.tensorboard = reports.TensorBoardLog(run_dir / "tensorboard", config.run.tensorboard,
+                                                  purge_step=step or None)
+        self.report = RunReport(run_dir, config.flat(), loss_names, title=f"{config.run.name} ({config.model.arch})")
+        self.split = eval_split(config.data, config.model.input_nc, config.model.output_nc)
+        if self.split is None and self.eval.eval_freq:
+            self.note(f"no evaluation: {config.data.dataroot} has no test split (test/ or testA/)")
         self.metrics: metrics.ImageMetrics | None = None
         self.metrics_built = False
-        if opt.feature_extractor:
-            metrics.feature_extractor_factory(opt.feature_extractor)  # a typo fails now, not after an epoch
+        if self.eval.feature_extractor:  # a typo fails now, not after an epoch
+            metrics.feature_extractor_factory(self.eval.feature_extractor)
         peak_memory(device)  # the first epoch's GPU peak starts here, not at whatever ran before
 
     def note(self, text: str) -> None:
@@ -68,7 +71,7 @@ class RunRecord:
     def image_metrics(self) -> metrics.ImageMetrics | None:
         """Built at the first evaluation, so a run that never evaluates loads no feature network."""
         if not self.metrics_built:
-            o = self.opt
+            o = self.eval
             self.metrics, skipped = metrics.build_metrics(
                 inception_weights=o.inception_weights, feature_extractor=o.feature_extractor,
                 lpips=not o.no_lpips, device=self.device, keep_reals=True)
@@ -81,13 +84,13 @@ class RunRecord:
     def evaluate(self, epoch: int, last_epoch: int, translator: torch.nn.Module) -> dict[str, float]:
         """The held-out L1 every epoch (where the data has targets); every --eval_freq epochs and
         after the last one, all the image metrics as well."""
-        freq = self.opt.eval_freq
+        freq = self.eval.eval_freq
         full = bool(freq) and (epoch % freq == 0 or epoch == last_epoch)
         if self.split is None or not (full or self.split.paired):
             return {}
         # Evaluation draws no training randomness, so a run's updates do not depend on --eval_freq.
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            values, skipped = evaluate(translator, self.split, self.device, self.opt.batch_size,
+            values, skipped = evaluate(translator, self.split, self.device, self.batch_size,
                                        self.image_metrics() if full else None)
         for name, reason in skipped.items():
             if name not in values:

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import argparse
 import warnings
 
 from torch.optim import Optimizer, lr_scheduler
 
+from pyi2i.config import OptimConfig
 
-def make_scheduler(optimizer: Optimizer, opt: argparse.Namespace):
+
+def make_scheduler(optimizer: Optimizer, optim: OptimConfig):
     """linear: n_epochs at the base rate, then linear decay to zero over n_epochs_decay;
     step: x0.1 every lr_decay_iters epochs; plateau: x0.2 when the G loss stops falling;
     cosine: cosine annealing to zero over n_epochs."""
-    if opt.lr_policy == "linear":
+    if optim.lr_policy == "linear":
         def factor(epoch: int) -> float:
-            return 1.0 - max(0, epoch + opt.epoch_count - opt.n_epochs) / float(opt.n_epochs_decay + 1)
+            return 1.0 - max(0, epoch + optim.epoch_count - optim.n_epochs) / float(optim.n_epochs_decay + 1)
         return lr_scheduler.LambdaLR(optimizer, factor)
-    if opt.lr_policy == "step":
-        return lr_scheduler.StepLR(optimizer, step_size=opt.lr_decay_iters, gamma=0.1)
-    if opt.lr_policy == "plateau":
+    if optim.lr_policy == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=optim.lr_decay_iters, gamma=0.1)
+    if optim.lr_policy == "plateau":
         return lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.2, threshold=0.01, patience=5)
-    if opt.lr_policy == "cosine":
-        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(opt.n_epochs, 1), eta_min=0)
-    raise ValueError(f"lr_policy must be linear, step, plateau or cosine, got {opt.lr_policy!r}")
+    if optim.lr_policy == "cosine":
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(optim.n_epochs, 1), eta_min=0)
+    raise ValueError(f"lr_policy must be linear, step, plateau or cosine, got {optim.lr_policy!r}")
 
 
 def step_scheduler(scheduler, metric: float) -> None:

@@ -13,7 +13,8 @@ from PIL import Image
 from faultkit import tiny_options
 from pyi2i import checkpoints, metrics
 from pyi2i.cli import one_line
-from pyi2i.data import DataError, create_dataset, create_loader, load_rgb, make_dataset
+from pyi2i.data import DataError, create_loader, load_rgb, make_dataset
+from pyi2i.engine.batches import training_dataset
 from pyi2i.models import define_G
 from pyi2i.models.original_format import IncompatibleCheckpoint, to_original
 
@@ -32,7 +33,7 @@ def test_a_symlink_loop_is_visited_once_and_the_sample_count_is_true(demo_root, 
     os.symlink(root / "trainB" / sorted(os.listdir(root / "trainB"))[0], root / "trainB" / "zz_link.png")
     a, b = len(os.listdir(demo_root / "unpaired" / "trainA")), len(os.listdir(demo_root / "unpaired" / "trainB"))
     assert len(make_dataset(root / "trainA")) == a and len(make_dataset(root / "trainB")) == b
-    dataset = create_dataset(tiny_options(root, tmp_path, max_dataset_size="inf"))
+    dataset = training_dataset(tiny_options(root, tmp_path, max_dataset_size="inf"))
     assert len(dataset) == max(a, b)
 
 
@@ -59,7 +60,7 @@ def test_grayscale_and_16_bit_images_load_as_rgb(tmp_path):
 
 def test_a_missing_folder_names_the_layout(demo_root, tmp_path):
     with pytest.raises(DataError, match=rf"folder {tmp_path}/trainA not found: expected trainA/ and trainB/"):
-        create_dataset(tiny_options(tmp_path, tmp_path))
+        training_dataset(tiny_options(tmp_path, tmp_path))
 
 
 def test_an_error_in_a_loader_worker_is_one_line_naming_the_file(demo_root, tmp_path):
@@ -67,7 +68,7 @@ def test_an_error_in_a_loader_worker_is_one_line_naming_the_file(demo_root, tmp_
     shutil.copytree(demo_root / "unpaired", root)
     bad = sorted((root / "trainA").iterdir())[0]
     bad.write_bytes(b"not an image")
-    dataset = create_dataset(tiny_options(root, tmp_path, max_dataset_size="inf"))
+    dataset = training_dataset(tiny_options(root, tmp_path, max_dataset_size="inf"))
     loader = create_loader(dataset, batch_size=1, shuffle=False, num_workers=1, seed=0, epoch=1)
     with pytest.raises(DataError) as error:
         list(loader)

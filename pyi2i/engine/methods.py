@@ -1,0 +1,18 @@
+"""The training methods by name, and how a configuration builds one."""
+
+from __future__ import annotations
+
+import torch
+
+from pyi2i.config import TrainConfig
+from pyi2i.engine.cyclegan import CycleGAN
+from pyi2i.engine.method import Method
+from pyi2i.engine.pix2pix import Pix2Pix
+
+METHODS: dict[str, type[Method]] = {"cyclegan": CycleGAN, "pix2pix": Pix2Pix}
+
+
+def build_method(config: TrainConfig, device: torch.device) -> Method:
+    """The method `config.model.arch` names, built from the model, loss, optim and speed sections
+    of a resolved configuration."""
+    return METHODS[config.model.arch](config.model, config.loss, config.optim, config.speed, device)
