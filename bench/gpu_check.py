@@ -276,7 +276,7 @@ def profile(check: Check) -> str:
     """torch.profiler over a few steps of the fastest pyi2i configuration timed in step 5."""
     import train
     from pyi2i.engine.graphs import CudaGraphStep
-    from pyi2i.engine.trainer import METHODS
+    from pyi2i.engine.methods import build_method
 
     timed = [r for r in check.rows["train"] if r.get("status") == "ok" and r["config"] != "original loop"]
     if not timed:
@@ -289,8 +289,8 @@ def profile(check: Check) -> str:
     dataroot = str(train.ensure_demo(root / kind, kind, size=64 if dry else 256, n_train=64, n_test=4))
     opt = train.training_opt(best["arch"], best["batch"], dry, dataroot, extra)
     device = torch.device(check.device)
-    method = METHODS[best["arch"]](opt, device)
-    step = CudaGraphStep(method) if opt.cuda_graphs else method.step
+    method = build_method(opt, device)
+    step = CudaGraphStep(method) if opt.speed.cuda_graphs else method.step
     data = train.batches(opt, device, "device", 8, out=step.input_buffers if isinstance(step, CudaGraphStep) else None)
     for batch in data[:3]:
         step(batch)

@@ -35,10 +35,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
-from pyi2i.data import create_dataset, create_loader  # noqa: E402
+from pyi2i.config import TrainConfig  # noqa: E402
+from pyi2i.data import create_loader  # noqa: E402
 from pyi2i.data import dali  # noqa: E402
+from pyi2i.engine.batches import training_dataset  # noqa: E402
 from pyi2i.engine.graphs import prefetch_to_device  # noqa: E402
-from pyi2i.options import parse_training  # noqa: E402
 
 
 def options(argv=None) -> argparse.Namespace:
@@ -109,12 +110,12 @@ def main(argv=None) -> list[dict]:
     device = torch.device(args.device)
     env = _common.environment(args.device)
     root = jpeg_dataset(Path("datasets") / "bench" / "loader_jpeg", args.samples)
-    opt = parse_training(["--arch", "cyclegan", "--dataroot", str(root), "--num_threads", "1"])
-    dataset = create_dataset(opt)
+    opt = TrainConfig.from_args(["--arch", "cyclegan", "--dataroot", str(root), "--num_threads", "1"]).resolve()
+    dataset = training_dataset(opt)
     rows = []
 
     def row(loader: str, mode: str, workers: int, make_batches) -> None:
-        rows.append(dict(bench="loader", loader=loader, mode=mode, workers=workers, size=opt.crop_size, **env))
+        rows.append(dict(bench="loader", loader=loader, mode=mode, workers=workers, size=opt.data.crop_size, **env))
         try:
             result = measure(make_batches, args.warmup, device)
         except Exception as e:  # noqa: BLE001 - a failed row is reported, and fails the run
@@ -135,7 +136,7 @@ def main(argv=None) -> list[dict]:
     reason = dali.unavailable_reason()
     if reason:
         print(f"skipped DALI: {reason}")
-        rows.append(dict(bench="loader", loader="dali", mode="-", workers=None, size=opt.crop_size,
+        rows.append(dict(bench="loader", loader="dali", mode="-", workers=None, size=opt.data.crop_size,
                          status=f"skipped: {reason}", **env))
     modes = [("cpu", torch.device("cpu"))] + ([("gpu", device)] if device.type == "cuda" else [])
     for mode, dali_device in modes if not reason else []:

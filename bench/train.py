@@ -31,12 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 import pyi2i.testing.original as orig  # noqa: E402
-from pyi2i.data import create_dataset, create_loader, ensure_demo  # noqa: E402
+from pyi2i.config import TrainConfig  # noqa: E402
+from pyi2i.data import create_loader, ensure_demo  # noqa: E402
 from pyi2i.data.dali import DaliLoader  # noqa: E402
+from pyi2i.engine.batches import training_dataset  # noqa: E402
 from pyi2i.engine.graphs import CudaGraphStep, prefetch_to_device  # noqa: E402
-from pyi2i.engine.trainer import METHODS  # noqa: E402
+from pyi2i.engine.methods import build_method  # noqa: E402
 from pyi2i.models.original_format import to_original  # noqa: E402
-from pyi2i.options import parse_training  # noqa: E402
 
 # (name, options added to pyi2i's command line); each row builds on the previous one
 CONFIGS = [
@@ -76,21 +77,22 @@ def training_opt(arch: str, batch_size: int, tiny: bool, dataroot: str, extra: l
            ["--load_size", "256", "--crop_size", "256"]
     net = ["--netG", "resnet_6blocks"] if tiny and arch == "cyclegan" else \
           ["--netG", "unet_128", "--load_size", "128", "--crop_size", "128"] if tiny else []
-    return parse_training(["--arch", arch, "--dataroot", dataroot, "--batch_size", str(batch_size),
+    return TrainConfig.from_args(["--arch", arch, "--dataroot", dataroot, "--batch_size", str(batch_size),
                            "--preprocess", "resize_and_crop", "--num_threads", str(min(4, os.cpu_count() or 1)),
-                           *size, *net, *extra])
+                                  *size, *net, *extra]).resolve()
 
 
 def batches(opt, device: torch.device, data: str, n: int, out=None):
     """n batches: the same few batches kept on the device, or fresh ones from a loader (DALI writes
     them into `out`'s tensors, a CUDA graph's inputs, when given)."""
-    dataset = create_dataset(opt)
+    dataset = training_dataset(opt)
+    batch_size, workers = opt.data.batch_size, opt.data.num_threads
     if data == "dali":
-        loader = DaliLoader(dataset, batch_size=opt.batch_size, shuffle=True, seed=0, device=device,
-                            num_threads=2, channels_last=opt.channels_last)
-        epochs = range(1, 2 + n * opt.batch_size // len(dataset))
+        loader = DaliLoader(dataset, batch_size=batch_size, shuffle=True, seed=0, device=device,
+                            num_threads=2, channels_last=opt.speed.channels_last)
+        epochs = range(1, 2 + n * batch_size // len(dataset))
         return (b for e in epochs for b in loader.epoch(e, out=out))
-    loader = create_loader(dataset, batch_size=opt.batch_size, shuffle=True, num_workers=opt.num_threads,
+    loader = create_loader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                            seed=0, epoch=1, pin_memory=device.type == "cuda")
     if data == "device":
         cached = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
@@ -98,15 +100,15 @@ def batches(opt, device: torch.device, data: str, n: int, out=None):
         return [cached[i % len(cached)] for i in range(n)]
     epochs = []
     while sum(len(e) for e in epochs) < n:  # enough epochs of the loader for the run
-        epochs.append(create_loader(dataset, batch_size=opt.batch_size, shuffle=True, num_workers=opt.num_threads,
+        epochs.append(create_loader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
                                     seed=0, epoch=len(epochs) + 1, pin_memory=device.type == "cuda"))
     return (b for e in epochs for b in prefetch_to_device(e, device))
 
 
 def original_step(method):
     """The original release's loop over copies of the same networks."""
-    o = method.opt
-    if o.arch == "cyclegan":
+    o, arch = method.model, "cyclegan" if "G_A" in method.nets else "pix2pix"
+    if arch == "cyclegan":
         blocks = int(o.netG.split("_")[1][0])
         nets = {k: orig.ResnetGenerator(3, 3, o.ngf, o.norm, False, blocks) for k in ("G_A", "G_B")}
         nets |= {k: orig.NLayerDiscriminator(3, o.ndf, 3, o.norm) for k in ("D_A", "D_B")}
@@ -117,7 +119,8 @@ def original_step(method):
     for name, net in nets.items():
         net.load_state_dict(to_original(method.nets[name]))
         net.to(method.device)
-    loop = orig.CycleGANLoop(**nets, pool_size=o.pool_size) if o.arch == "cyclegan" else orig.Pix2PixLoop(**nets)
+    loop = orig.CycleGANLoop(**nets, pool_size=method.loss.pool_size) if arch == "cyclegan" else \
+        orig.Pix2PixLoop(**nets)
     return lambda batch: loop.optimize(batch["A"].to(method.device), batch["B"].to(method.device))
 
 
@@ -168,16 +171,16 @@ def run_config(arch: str, batch_size: int, name: str, extra: list[str] | None, d
     FLOPs of one iteration per (arch, batch), counted once."""
     opt = training_opt(arch, batch_size, args.tiny, dataroot, extra or ["--impl", "ref"])
     torch.manual_seed(0)
-    method = METHODS[arch](opt, device)
+    method = build_method(opt, device)
     n = args.warmup + args.steps + 1
-    step = original_step(method) if extra is None else CudaGraphStep(method) if opt.cuda_graphs else method.step
+    step = original_step(method) if extra is None else CudaGraphStep(method) if opt.speed.cuda_graphs else method.step
     data = batches(opt, device, args.data, n, out=step.input_buffers if isinstance(step, CudaGraphStep) else None)
     if args.data == "device" and (arch, batch_size) not in flops:
         flops[arch, batch_size] = flops_per_iteration(method, data[0])
     its, peak = measure(step, data, args.warmup, args.steps, device)
     count = flops.get((arch, batch_size))
     mfu = count * its / peak_flops if count and peak_flops else None
-    return dict(status="ok", size=opt.crop_size, its=its, ms=1e3 / its, images_per_s=its * batch_size,
+    return dict(status="ok", size=opt.data.crop_size, its=its, ms=1e3 / its, images_per_s=its * batch_size,
                 peak_gib=peak, flops_per_iter=count, mfu=mfu)
 
 
