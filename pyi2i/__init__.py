@@ -4,7 +4,8 @@ __version__ = "0.1.0"
 
 
 # Imported on first use, so that `import pyi2i` stays light for the command-line entry points.
-_LAZY = {"Translator": "pyi2i.translator", "TrainConfig": "pyi2i.config", "fit": "pyi2i.train"}
+_LAZY = {"Translator": "pyi2i.translator", "TrainConfig": "pyi2i.config", "fit": "pyi2i.train",
+         "register_method": "pyi2i.registry", "register_dataset": "pyi2i.registry"}
 
 
 def __getattr__(name: str):
@@ -15,4 +16,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'pyi2i' has no attribute {name!r}")
 
 
-__all__ = ["TrainConfig", "Translator", "fit"]
+__all__ = ["TrainConfig", "Translator", "fit", "register_dataset", "register_method"]

@@ -72,6 +72,14 @@ def load_latest(run_dir: Path, latest: str) -> tuple[dict, Path]:
     raise first_error
 
 
+def training_file(label: str) -> str:
+    """The training checkpoint of a label: latest.pt, epoch_NNN.pt for an epoch number, else LABEL.pt
+    (iter_N.pt). The original-format weights of the same save are LABEL_net_NAME.pth."""
+    if label == "latest":
+        return "latest.pt"
+    return f"epoch_{int(label):03d}.pt" if label.isdigit() else f"{label}.pt"
+
+
 def check_resumable(state: dict, config: dict, path: Path) -> None:
     if state.get("format") != FORMAT:
         raise IncompatibleCheckpoint(f"{path} is not a pyi2i training checkpoint (no '{FORMAT}' marker); "

@@ -22,22 +22,24 @@ import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pyi2i.data.dali import LOADERS
 from pyi2i.data.transforms import PREPROCESS_MODES
 from pyi2i.errors import UserError
 from pyi2i.models import DISCRIMINATORS, GENERATORS, INIT_TYPES, NORMS
 from pyi2i.ops import GAN_MODES, IMPLS
+from pyi2i.registry import DATASETS, METHODS
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # the same parser, before it joined the standard library
     import tomli as tomllib
 
-ARCHS = ("cyclegan", "pix2pix")
-DATASET_MODES = ("aligned", "unaligned", "single")
 DIRECTIONS = ("AtoB", "BtoA")
+# The 2025 release's multi-GPU norm names: batch statistics shared over the processes is our
+# syncbatch; instance norm has no statistics to share, so sync_instance is instance.
+NORM_SPELLINGS = {"sync_batch": "syncbatch", "sync_instance": "instance"}
 LR_POLICIES = ("linear", "step", "plateau", "cosine")
 AMP_MODES = ("bf16", "fp16")
 
@@ -47,12 +49,16 @@ class ConfigError(UserError, ValueError):
     names the option and the fix."""
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, min: float | None = None,
-           persist: bool = True, **cli: Any) -> Any:
-    """A configuration field: its default, help text and checks. `persist=False` keeps it out of
+def option(default: Any, help: str, *, choices: tuple | Callable[[], tuple] | None = None, min: float | None = None,
+           persist: bool = True, canonical: Callable[[Any], Any] | None = None, hints: dict | None = None,
+           **cli: Any) -> Any:
+    """A configuration field: its default, help text and checks. `choices` may be a function (names
+    that plug-ins add); `canonical` maps another spelling to the value kept (the original release's
+    names); `hints` says more for a value that is refused. `persist=False` keeps the field out of
     config.toml (it is about one invocation, not the run); `cli` holds extra argparse settings
     (flags, nargs, const) for the command line."""
-    return field(default=default, metadata=dict(help=help, choices=choices, min=min, persist=persist, cli=cli))
+    return field(default=default, metadata=dict(help=help, choices=choices, min=min, persist=persist, cli=cli,
+                                                canonical=canonical, hints=hints or {}))
 
 
 class Section:
@@ -91,8 +97,13 @@ def _checked(f: dataclasses.Field, hint, value):
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"--{f.name} must be {kind.__name__}, got {value!r} ({type(value).__name__})")
     meta = f.metadata
-    if meta["choices"] is not None and value not in meta["choices"]:
-        raise ConfigError(f"--{f.name} must be one of {', '.join(map(str, meta['choices']))}, got {value!r}")
+    if meta["canonical"] is not None:
+        value = meta["canonical"](value)
+    choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+    if choices is not None and value not in choices:
+        hint = meta["hints"].get(value, "")
+        raise ConfigError(f"--{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}"
+                          + (f": {hint}" if hint else ""))
     if kind is float and math.isnan(value):
         raise ConfigError(f"--{f.name} must be a number, got nan")
     if meta["min"] is not None and value < meta["min"]:
@@ -105,7 +116,9 @@ def _checked(f: dataclasses.Field, hint, value):
 class ModelConfig(Section):
     """The method and its networks."""
 
-    arch: str = option("cyclegan", "method to train", choices=ARCHS, flags=("--arch", "--model"))
+    arch: str = option("cyclegan", "method to train (the original's cycle_gan is cyclegan)", choices=METHODS.spellings,
+                       canonical=METHODS.canonical, flags=("--arch", "--model"),
+                       hints={"test": "--model test runs a trained generator: python -m pyi2i.test"})
     input_nc: int = option(3, "channels of input images (1: grayscale)", min=1)
     output_nc: int = option(3, "channels of output images (1: grayscale)", min=1)
     ngf: int | None = option(None, "generator filters in the last conv layer (default 64)", min=1)
@@ -113,7 +126,9 @@ class ModelConfig(Section):
     netG: str | None = option(None, "generator architecture (default: per --arch)", choices=GENERATORS)
     netD: str = option("basic", "discriminator architecture", choices=DISCRIMINATORS)
     n_layers_D: int = option(3, "discriminator layers with --netD n_layers", min=1)
-    norm: str | None = option(None, "normalisation (default: per --arch)", choices=NORMS)
+    norm: str | None = option(None, "normalisation (default: per --arch); the original's sync_batch is syncbatch, and "
+                                    "its sync_instance is instance (which has no statistics to share)",
+                              choices=lambda: (*NORMS, *NORM_SPELLINGS), canonical=lambda v: NORM_SPELLINGS.get(v, v))
     init_type: str = option("normal", "weight initialisation", choices=INIT_TYPES)
     init_gain: float = option(0.02, "scale for normal, xavier and orthogonal init", min=0)
     no_dropout: bool | None = option(None, "no dropout in the generator (default: per --arch)")
@@ -124,7 +139,8 @@ class DataConfig(Section):
     """Where the images are, how they are preprocessed and how they are loaded."""
 
     dataroot: str | None = option(None, "dataset folder (default for training: the built-in demo data)")
-    dataset_mode: str | None = option(None, "dataset layout (default: per --arch)", choices=DATASET_MODES)
+    dataset_mode: str | None = option(None, "dataset layout (default: per --arch)", choices=DATASETS.spellings,
+                                      canonical=DATASETS.canonical)
     direction: str = option("AtoB", "which domain is the input", choices=DIRECTIONS)
     phase: str = option("train", "dataset split to read")
     serial_batches: bool = option(False, "take images in order instead of shuffled")
@@ -200,6 +216,22 @@ class RunConfig(Section):
     no_progress: bool = option(False, "no progress bar (logs only)")
     tensorboard: bool | None = option(None, "write TensorBoard event files to the run folder (default: on when "
                                             "TensorBoard is installed)", negative="--no_tensorboard")
+    display_freq: int = option(400, "iterations between sample grids in TensorBoard (and wandb); files in samples/ "
+                                    "are written every epoch", min=1)
+    no_html: bool = option(False, "no HTML report (index.html) in the run folder")
+    save_by_iter: bool = option(False, "the saves every --save_latest_freq iterations also keep a copy named by the "
+                                       "iteration (iter_N.pt, iter_N_net_*.pth)")
+    suffix: str = option("", "appended to the name as NAME_SUFFIX, formatted with the options, e.g. "
+                             "{netG}_size{load_size}")
+    epoch: str = option("latest", "the weights to start from with --continue_train (and to test): latest or an "
+                                  "epoch number")
+    load_iter: int = option(0, "the weights saved at this iteration (--save_by_iter); 0: --epoch decides", min=0)
+    verbose: bool = option(False, "log each network's layers at the start")
+
+    @property
+    def checkpoint_label(self) -> str:
+        """The save to start from: iter_N with --load_iter N, else --epoch (latest or a number)."""
+        return f"iter_{self.load_iter}" if self.load_iter > 0 else self.epoch
 
 
 @dataclass(frozen=True)
@@ -214,6 +246,25 @@ class EvalConfig(Section):
     feature_extractor: str | None = option(None, "a feature network to use instead of Inception-v3 (FIDs then "
                                                  "compare only with each other)", metavar="MODULE:CALLABLE")
     no_lpips: bool = option(False, "do not compute LPIPS")
+
+
+@dataclass(frozen=True)
+class DisplayConfig(Section):
+    """The original release's visdom display, which pyi2i replaces with TensorBoard, wandb and the
+    HTML report: these options are accepted, and a value other than the default is noted once."""
+
+    display_id: int = option(1, "visdom window id (pyi2i: see TensorBoard, --use_wandb and index.html)")
+    display_server: str = option("http://localhost", "visdom server (not used)")
+    display_env: str = option("main", "visdom environment (not used)")
+    display_port: int = option(8097, "visdom port (not used)")
+    display_ncols: int = option(4, "images per row in visdom (sample grids show every image of the batch)")
+    display_winsize: int = option(256, "display size of images in the HTML pages", min=1)
+    update_html_freq: int = option(1000, "iterations between HTML updates (the report is updated every epoch)", min=1)
+
+
+# What replaces the original's display, for the note a run writes when display options are given.
+DISPLAY_NOTE = ("pyi2i has no visdom display: losses and sample grids go to TensorBoard (tensorboard --logdir "
+                "CHECKPOINTS_DIR), to wandb with --use_wandb, and to the run's index.html, updated every epoch")
 
 
 @dataclass(frozen=True)
@@ -263,36 +314,49 @@ class TranslateConfig(Section):
                 raise ConfigError(f"--{name} is required")
 
 
+@dataclass(frozen=True)
+class TestOptions(Section):
+    """What python -m pyi2i.test adds, as the original test.py: which trained generators to run on
+    which split, and where the results go."""
+
+    model: str = option("test", "cycle_gan, pix2pix or colorization (their trained generators; names of methods "
+                                "registered by plug-ins too), or test: one generator, with --dataset_mode single",
+                        choices=lambda: ("test", *METHODS.spellings()),
+                        canonical=lambda v: v if v == "test" else METHODS.canonical(v), flags=("--model", "--arch"))
+    model_suffix: str = option("", "--model test: the weights are EPOCH_net_G{model_suffix}.pth (e.g. _A)")
+    results_dir: str = option("./results/", "results go to RESULTS_DIR/NAME/PHASE_EPOCH/")
+    aspect_ratio: float = option(1.0, "width/height of the written images (they are resized to it)", min=0.01)
+    eval: bool = option(False, "eval mode: no dropout, batch norm's running statistics (the original tests in train "
+                               "mode unless asked)")
+    num_test: int = option(50, "how many images to test (the original's default: 50)", min=1)
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """Everything python -m pyi2i.test needs: the original release's base options and its test
+    options. The network options are read from the weights; one given must agree with them."""
+
+    test: TestOptions = field(default_factory=TestOptions)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(phase="test"))
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+
+
 SECTIONS: dict[str, type[Section]] = {
     "model": ModelConfig, "data": DataConfig, "loss": LossConfig, "optim": OptimConfig,
-    "speed": SpeedConfig, "run": RunConfig, "eval": EvalConfig,
+    "speed": SpeedConfig, "run": RunConfig, "eval": EvalConfig, "display": DisplayConfig,
 }
 # Every option name is one field of one section, so that a flat name finds its section.
 SECTION_OF: dict[str, str] = {f.name: s for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 assert len(SECTION_OF) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "option names must be unique"
 
-# Defaults that depend on the method. CycleGAN: resnet_9blocks, instance norm, lsgan, unaligned
-# data, pool 50, no dropout; pix2pix: unet_256, batch norm, vanilla GAN, aligned data, no pool, dropout.
-ARCH_DEFAULTS = {
-    "cyclegan": dict(netG="resnet_9blocks", norm="instance", gan_mode="lsgan", dataset_mode="unaligned",
-                     pool_size=50, no_dropout=True),
-    "pix2pix": dict(netG="unet_256", norm="batch", gan_mode="vanilla", dataset_mode="aligned",
-                    pool_size=0, no_dropout=False),
-}
-# With no dataroot, training uses the built-in demo data (small images): these defaults keep a CPU
-# run to minutes. Each applies only where the value was not given.
-DEMO_DEFAULTS = {
-    "cyclegan": dict(load_size=72, crop_size=64, ngf=32, ndf=32, netG="resnet_6blocks", n_epochs=3, n_epochs_decay=2,
-                     print_freq=20, eval_freq=1),
-    "pix2pix": dict(load_size=142, crop_size=128, ngf=32, ndf=32, netG="unet_128", n_epochs=3, n_epochs_decay=2,
-                    print_freq=20, eval_freq=1),
-}
-# Defaults of options that the tables above may set; they apply last.
+# Defaults of options that a method's tables (its `defaults` and `demo_defaults`) may set; they apply last.
 COMMON_DEFAULTS = dict(load_size=286, crop_size=256, ngf=64, ndf=64, n_epochs=100, n_epochs_decay=100, print_freq=100,
                        eval_freq=5)
-# The built-in demo data (generated on first use), by method: (folder, kind, image size).
+# The built-in demo data, generated on first use: DEMO_ROOT/<kind of the method's demo>.
 DEMO_ROOT = Path("datasets") / "demo"
-DEMO_DATA = {"cyclegan": ("unpaired", 64), "pix2pix": ("paired", 128)}
 # What a run's folder and name are; changing them gives the same run elsewhere.
 LOCATION_KEYS = ("name", "checkpoints_dir")
 
@@ -314,20 +378,32 @@ class TrainConfig:
     speed: SpeedConfig = field(default_factory=SpeedConfig)
     run: RunConfig = field(default_factory=RunConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    # The method's own options (its Options class; a [method] table in files), for methods that have any.
+    method: Section | None = None
 
     def __post_init__(self) -> None:
         for name, cls in SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"TrainConfig.{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+        options = METHODS.get(self.model.arch).Options
+        if options is None and self.method is not None:
+            raise ConfigError(f"--model {self.model.arch} takes no options of its own, but some were given: "
+                              f"{', '.join(self.method.to_dict())}")
+        if options is not None:
+            if self.method is None:
+                object.__setattr__(self, "method", options())
+            elif not isinstance(self.method, options):
+                raise ConfigError(f"the options of --model {self.model.arch} must be a {options.__name__}")
 
     # -- building -------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, values: dict[str, dict[str, Any]], source: str = "the configuration") -> "TrainConfig":
         """From {section: {option: value}}; unknown sections and options are errors naming `source`."""
-        unknown = set(values) - set(SECTIONS)
+        unknown = set(values) - set(SECTIONS) - {"method"}
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}; the sections are "
-                              f"{', '.join(SECTIONS)}")
+                              f"{', '.join(SECTIONS)} and method")
         sections = {}
         for name, section_cls in SECTIONS.items():
             given = values.get(name, {})
@@ -340,6 +416,17 @@ class TrainConfig:
                 raise ConfigError(f"{source}: unknown option(s) in [{name}]: {', '.join(hints)}; "
                                   f"[{name}] takes {', '.join(sorted(known))}")
             sections[name] = section_cls(**given)
+        given = values.get("method", {})
+        if given:
+            options = METHODS.get(sections["model"].arch).Options
+            if options is None:
+                raise ConfigError(f"{source}: --model {sections['model'].arch} takes no options of its own, but "
+                                  f"[method] sets {', '.join(sorted(given))}")
+            known = {f.name for f in dataclasses.fields(options)}
+            if set(given) - known:
+                raise ConfigError(f"{source}: --model {sections['model'].arch} has no option(s) "
+                                  f"{', '.join(sorted(set(given) - known))}; it takes {', '.join(sorted(known))}")
+            sections["method"] = options(**given)
         return cls(**sections)
 
     @classmethod
@@ -357,20 +444,29 @@ class TrainConfig:
     def replace(self, **options: Any) -> "TrainConfig":
         """A copy with some options changed, by their flat names: config.replace(lr=0.001, name="b")."""
         by_section: dict[str, dict[str, Any]] = {}
+        method_fields = {f.name for f in dataclasses.fields(self.method)} if self.method is not None else set()
         for key, value in options.items():
-            if key not in SECTION_OF:
+            section = SECTION_OF.get(key) or ("method" if key in method_fields else None)
+            if section is None:
                 raise ConfigError(f"unknown option {key!r}")
-            by_section.setdefault(SECTION_OF[key], {})[key] = value
-        return dataclasses.replace(self, **{s: dataclasses.replace(getattr(self, s), **v)
-                                            for s, v in by_section.items()})
+            by_section.setdefault(section, {})[key] = value
+        changes = {s: dataclasses.replace(getattr(self, s), **v) for s, v in by_section.items()}
+        if "arch" in options and METHODS.canonical(options["arch"]) != self.model.arch and "method" not in changes:
+            changes["method"] = None  # another method: its own options, at their defaults
+        return dataclasses.replace(self, **changes)
 
     # -- reading --------------------------------------------------------------------------------
     def to_dict(self, persistent_only: bool = False) -> dict[str, dict[str, Any]]:
-        return {name: getattr(self, name).to_dict(persistent_only) for name in SECTIONS}
+        values = {name: getattr(self, name).to_dict(persistent_only) for name in SECTIONS}
+        if self.method is not None and dataclasses.fields(self.method):
+            values["method"] = self.method.to_dict(persistent_only)
+        return values
 
     def flat(self) -> dict[str, Any]:
-        """{option: value} over all sections, None included: what checkpoints and reports record."""
-        return {f.name: getattr(getattr(self, s), f.name) for s, c in SECTIONS.items() for f in dataclasses.fields(c)}
+        """{option: value} over all sections (the method's own options too), None included: what
+        checkpoints and reports record."""
+        sections = [getattr(self, s) for s in SECTIONS] + ([self.method] if self.method is not None else [])
+        return {f.name: getattr(section, f.name) for section in sections for f in dataclasses.fields(section)}
 
     def to_toml(self) -> str:
         """The configuration as TOML: values only (no timestamps or versions), so the same run
@@ -398,26 +494,37 @@ class TrainConfig:
         """Every per-method and demo default filled in, the demo data's folder and the run's name
         chosen, and the combination checked. Idempotent."""
         arch = self.model.arch
+        method = METHODS.get(arch)
+        if self.is_demo and method.demo is None:
+            raise ConfigError(f"--model {arch} has no built-in demo data: give --dataroot")
         flat = self.flat()
         filled: dict[str, Any] = {}
-        tables = ([DEMO_DEFAULTS[arch]] if self.is_demo else []) + [ARCH_DEFAULTS[arch], COMMON_DEFAULTS]
+        tables = ([method.demo_defaults] if self.is_demo else []) + [method.defaults, COMMON_DEFAULTS]
         for table in tables:
             for key, value in table.items():
                 if flat[key] is None and key not in filled:
                     filled[key] = value
         if self.is_demo:
-            filled["dataroot"] = (DEMO_ROOT / DEMO_DATA[arch][0]).as_posix()
+            filled["dataroot"] = (DEMO_ROOT / method.demo[0]).as_posix()
         if self.run.name is None:
             dataroot = filled.get("dataroot", self.data.dataroot)
             filled["name"] = f"{arch}_demo" if self.is_demo else f"{Path(dataroot).resolve().name}_{arch}"
         resolved = self.replace(**filled)
+        if resolved.run.suffix:  # applied once: the resolved name carries it
+            try:
+                suffix = resolved.run.suffix.format(**resolved.flat())
+            except (KeyError, IndexError, ValueError) as e:
+                why = f"{e.args[0]!r} is not an option" if isinstance(e, KeyError) else str(e)
+                raise ConfigError(f"--suffix {resolved.run.suffix!r}: {why}; write options in braces, e.g. "
+                                  "{netG}_size{load_size}") from None
+            resolved = resolved.replace(name=f"{resolved.run.name}_{suffix}", suffix="")
         resolved.check()
         return resolved
 
     def demo_defaults(self) -> list[str]:
         """The options that the demo defaults set (the unresolved ones), for the log."""
         flat = self.flat()
-        return [k for k in DEMO_DEFAULTS[self.model.arch] if flat[k] is None] if self.is_demo else []
+        return [k for k in METHODS.get(self.model.arch).demo_defaults if flat[k] is None] if self.is_demo else []
 
     def check(self) -> None:
         """Combinations that cannot work, with the fix (on a resolved configuration)."""
@@ -433,6 +540,8 @@ class TrainConfig:
                               "(python -m pyi2i.translate)")
         if m.arch == "pix2pix" and d.dataset_mode != "aligned":
             raise ConfigError("pix2pix trains on paired data: use --dataset_mode aligned (A|B images side by side)")
+        if self.run.epoch != "latest" and not self.run.epoch.isdigit():
+            raise ConfigError(f"--epoch {self.run.epoch!r} must be latest or an epoch number")
         if o.n_epochs + o.n_epochs_decay < 1:
             raise ConfigError("--n_epochs + --n_epochs_decay must be at least 1")
         if m.arch == "cyclegan" and self.loss.lambda_identity > 0 and m.input_nc != m.output_nc:

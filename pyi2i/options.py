@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import typing
 from typing import Any
 
 from pyi2i.config import (
-    SECTIONS, ConfigError, EvalConfig, Section, TrainConfig, TranslateConfig, _base_type, merge, read_toml,
+    SECTIONS, ConfigError, DataConfig, DisplayConfig, EvalConfig, ModelConfig, RunConfig, Section, SpeedConfig,
+    TestConfig, TestOptions, TrainConfig, TranslateConfig, _base_type, merge, read_toml,
 )
+from pyi2i.registry import METHODS
 
 CONFIG_FILE = "config.toml"
 # Read from a resumed run's saved configuration, except these: they are about one invocation
@@ -24,13 +27,16 @@ NOT_INHERITED = ("continue_train", "max_steps", "profile")
 
 
 def add_fields(parser: argparse._ActionsContainer, cls: type[Section], section: str,
-               only: typing.Collection[str] | None = None) -> None:
+               only: typing.Collection[str] | None = None, added: set[str] | None = None) -> None:
     """One option per field of `cls` (or of the fields in `only`), stored as SECTION.FIELD and only
-    when given, so that what was not given falls through to the file and the defaults."""
+    when given, so that what was not given falls through to the file and the defaults. Fields
+    named in `added` are left out (another method's option of the same name), and added to it."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if only is not None and f.name not in only:
+        if (only is not None and f.name not in only) or (added is not None and f.name in added):
             continue
+        if added is not None:
+            added.add(f.name)
         meta, kind = f.metadata, _base_type(hints[f.name])
         cli = dict(meta["cli"])
         flags = cli.pop("flags", (f"--{f.name}",))
@@ -44,7 +50,13 @@ def add_fields(parser: argparse._ActionsContainer, cls: type[Section], section: 
                                     help=f"the opposite of {flags[0]}")
             continue
         convert = _float if kind is float else kind
-        parser.add_argument(*flags, dest=dest, type=convert, choices=meta["choices"], default=argparse.SUPPRESS,
+        choices = meta["choices"]
+        if choices is None:
+            cli.setdefault("metavar", f.name.upper())
+        if callable(choices):  # names plug-ins add, and other spellings: checked with the configuration
+            cli.setdefault("metavar", "{" + ",".join(choices()) + "}")
+            choices = None
+        parser.add_argument(*flags, dest=dest, type=convert, choices=choices, default=argparse.SUPPRESS,
                             help=help, **cli)
 
 
@@ -71,9 +83,30 @@ def training_parser() -> argparse.ArgumentParser:
                    help="a TOML file of options ([model], [data], ... tables, as in a run's config.toml); options "
                         "given on the command line override it")
     p.add_argument("--gpu_ids", help="original-release spelling of --device: '-1' for the CPU, '0' for cuda:0")
+    p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
+                   help="import MODULE first, so that the methods and datasets it registers can be named")
     for section, cls in SECTIONS.items():
         add_fields(p.add_argument_group(section, cls.__doc__), cls, section)
+    added: set[str] = set()  # the [method] options of every method that has some
+    for name in METHODS.names():
+        options = METHODS.get(name).Options
+        if options is not None:
+            add_fields(p.add_argument_group(f"--model {name}", options.__doc__), options, "method", added=added)
     return p
+
+
+def import_plugins(argv: list[str] | None) -> None:
+    """Imports the modules named by --plugin before the parser is built, so that what they
+    register is among the choices."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    for module in known.plugin:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError(f"--plugin {module}: cannot import it ({e}); it must be importable from here "
+                              "(on PYTHONPATH or installed)") from e
 
 
 def device_of_gpu_ids(gpu_ids: str) -> str:
@@ -90,6 +123,10 @@ def device_of_gpu_ids(gpu_ids: str) -> str:
 def parse_training(argv: list[str] | None = None) -> TrainConfig:
     """The configuration the command line asks for, checked (exit 2 with the fix if it cannot work)
     and not yet resolved: `resolve()` fills in the per-method and demo defaults."""
+    try:
+        import_plugins(argv)
+    except ConfigError as e:
+        training_parser().error(str(e))
     parser = training_parser()
     namespace = parser.parse_args(argv)
     try:
@@ -106,6 +143,54 @@ def parse_training(argv: list[str] | None = None) -> TrainConfig:
                         for section, values in read_toml(saved).items()}
                 config = TrainConfig.from_dict(merge(base, *layers, given), f"{saved} with {source}")
         config.resolve()  # checks the combination now, so that a bad one is a usage error
+    except ConfigError as e:
+        parser.error(str(e))
+    return config
+
+
+# The base options the original test.py takes from the run section; the rest are about training.
+TEST_RUN_OPTIONS = ("name", "checkpoints_dir", "device", "seed", "epoch", "load_iter", "verbose", "suffix")
+
+
+def test_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pyi2i.test", allow_abbrev=False,
+                                description="Run trained generators on a test split, as the original test.py.")
+    p.add_argument("--gpu_ids", help="original-release spelling of --device: '-1' for the CPU, '0' for cuda:0")
+    p.add_argument("--plugin", metavar="MODULE", action="append", default=[],
+                   help="import MODULE first, so that the methods and datasets it registers can be named")
+    add_fields(p.add_argument_group("test", TestOptions.__doc__), TestOptions, "test")
+    model_fields = [f.name for f in dataclasses.fields(ModelConfig) if f.name != "arch"]
+    add_fields(p.add_argument_group("model"), ModelConfig, "model", only=model_fields)
+    add_fields(p.add_argument_group("data"), DataConfig, "data")
+    add_fields(p.add_argument_group("run"), RunConfig, "run", only=TEST_RUN_OPTIONS)
+    add_fields(p.add_argument_group("speed"), SpeedConfig, "speed", only=("impl", "amp", "channels_last"))
+    add_fields(p.add_argument_group("display", DisplayConfig.__doc__), DisplayConfig, "display")
+    return p
+
+
+def parse_test(argv: list[str] | None = None) -> TestConfig:
+    """The configuration of python -m pyi2i.test: the options given, on the defaults of the original
+    test.py (split test; load_size = crop_size, so images are not cropped)."""
+    try:
+        import_plugins(argv)
+    except ConfigError as e:
+        test_parser().error(str(e))
+    parser = test_parser()
+    namespace = parser.parse_args(argv)
+    try:
+        given = given_values(namespace)
+        if namespace.gpu_ids is not None:
+            given.setdefault("run", {})["device"] = device_of_gpu_ids(namespace.gpu_ids)
+        data = given.get("data", {})
+        data.setdefault("phase", "test")
+        data.setdefault("crop_size", 256)
+        data.setdefault("load_size", data["crop_size"])
+        sections = {name: cls(**given.get(name, {})) for name, cls in
+                    (("test", TestOptions), ("model", ModelConfig), ("run", RunConfig), ("speed", SpeedConfig),
+                     ("display", DisplayConfig))}
+        config = TestConfig(data=DataConfig(**data), **sections)
+        if config.data.dataroot is None:
+            raise ConfigError("--dataroot is required: the folder of the test images")
     except ConfigError as e:
         parser.error(str(e))
     return config

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 from pyi2i.cli import run_cli
-from pyi2i.config import DEMO_DATA, DEMO_ROOT, TrainConfig
+from pyi2i.config import DEMO_ROOT, TrainConfig
 from pyi2i.data import ensure_demo
 from pyi2i.engine import distributed
 from pyi2i.engine.trainer import resolve_device, train
 from pyi2i.options import parse_training
+from pyi2i.registry import METHODS
 
 log = logging.getLogger("pyi2i")
 
@@ -27,9 +28,10 @@ def fit(config: TrainConfig) -> Path:
     try:
         demo_defaults = config.demo_defaults()
         config = config.resolve()
-        kind, size = DEMO_DATA[config.model.arch]
-        demo = DEMO_ROOT / kind
-        if Path(config.data.dataroot) == demo:
+        method = METHODS.get(config.model.arch)
+        kind, size = method.demo or (None, None)
+        demo = DEMO_ROOT / str(kind)
+        if kind is not None and Path(config.data.dataroot) == demo:
             with world.main_first():  # one process writes the demo data, the others then find it
                 ensure_demo(demo, kind, size=size)
             if demo_defaults:

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from pyi2i.data.images import DataError, find_unreadable, folder_contents, load_rgb, make_dataset
 from pyi2i.data.transforms import TransformParams, apply_transform, check_preprocess, get_params
+from pyi2i.registry import DATASETS, register_dataset
 
 if TYPE_CHECKING:  # pyi2i.config reads this package's choices
     from pyi2i.config import DataConfig
@@ -106,6 +107,7 @@ class ImageDataset(Dataset):
         return sample
 
 
+@register_dataset("aligned")
 class AlignedDataset(ImageDataset):
     """Pairs stored as one image, A on the left half and B on the right; both get one crop and flip."""
 
@@ -131,6 +133,7 @@ class AlignedDataset(ImageDataset):
         return {"A": ImageSpec(path, a, params, self.channels("A")), "B": ImageSpec(path, b, params, self.channels("B"))}
 
 
+@register_dataset("unaligned")
 class UnalignedDataset(ImageDataset):
     """Two unpaired folders; each trainA image meets a random trainB image (the one at the same index
     with serial_batches). As in the original release, trainA is the one read in order whatever the
@@ -161,6 +164,7 @@ class UnalignedDataset(ImageDataset):
                 "B": ImageSpec(b_path, None, b_params, self.channels("B"))}
 
 
+@register_dataset("single")
 class SingleDataset(ImageDataset):
     """Every image under DATAROOT itself, one domain, for translating with a trained generator."""
 
@@ -177,14 +181,11 @@ class SingleDataset(ImageDataset):
         return {"A": ImageSpec(path, None, params, self.channels("A"))}
 
 
-_DATASETS = {"aligned": AlignedDataset, "unaligned": UnalignedDataset, "single": SingleDataset}
-DATASET_MODES = tuple(_DATASETS)
+DATASET_MODES = ("aligned", "unaligned", "single")  # the built-in layouts; plug-ins add more
 
 
 def create_dataset(data: DataConfig, *, input_nc: int = 3, output_nc: int = 3, seed: int = 0) -> ImageDataset:
     """The dataset `data.dataset_mode` names, with its files found and checked; its images have
     `input_nc` channels on the source side and `output_nc` on the target side, and its random
     choices follow `seed`."""
-    if data.dataset_mode not in _DATASETS:
-        raise ValueError(f"--dataset_mode must be one of {', '.join(DATASET_MODES)}, got {data.dataset_mode!r}")
-    return _DATASETS[data.dataset_mode](data, input_nc=input_nc, output_nc=output_nc, seed=seed)
+    return DATASETS.get(data.dataset_mode)(data, input_nc=input_nc, output_nc=output_nc, seed=seed)

@@ -6,17 +6,25 @@ import torch
 
 from pyi2i.engine.method import Method
 from pyi2i.engine.pool import make_pool
+from pyi2i.registry import register_method
 
 
+@register_method("cyclegan", aliases=("cycle_gan",))
 class CycleGAN(Method):
     """G_A: A -> B, G_B: B -> A; D_A judges B images, D_B judges A images."""
 
+    defaults = dict(netG="resnet_9blocks", norm="instance", gan_mode="lsgan", dataset_mode="unaligned",
+                    pool_size=50, no_dropout=True)
+    demo = ("unpaired", 64)
+    demo_defaults = dict(load_size=72, crop_size=64, ngf=32, ndf=32, netG="resnet_6blocks", n_epochs=3,
+                         n_epochs_decay=2, print_freq=20, eval_freq=1)
+    generators = ("G_A", "G_B")
     loss_names = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
     visual_names = ("real_A", "fake_B", "rec_A", "idt_B", "real_B", "fake_A", "rec_B", "idt_A")
     translator_name = "G_A"
 
-    def __init__(self, model, loss, optim, speed, device):
-        super().__init__(model, loss, optim, speed, device)
+    def __init__(self, model, loss, optim, speed, device, options=None):
+        super().__init__(model, loss, optim, speed, device, options)
         if loss.lambda_identity > 0 and model.input_nc != model.output_nc:
             raise ValueError("the identity loss feeds B images to G_A, so it needs --input_nc == --output_nc; "
                              "set --lambda_identity 0 for different channel counts")
@@ -30,6 +38,13 @@ class CycleGAN(Method):
         self.fake_A_pool = make_pool(loss.pool_size, on_device=speed.cuda_graphs)
         self.fake_B_pool = make_pool(loss.pool_size, on_device=speed.cuda_graphs)
         self.finish_setup()
+
+    @staticmethod
+    def test_visuals(G, sample):
+        real_A, real_B = sample["A"], sample["B"]
+        fake_B, fake_A = G["G_A"](real_A), G["G_B"](real_B)
+        return dict(real_A=real_A, fake_B=fake_B, rec_A=G["G_B"](fake_B),
+                    real_B=real_B, fake_A=fake_A, rec_B=G["G_A"](fake_A))
 
     def pools(self) -> dict:
         return {"fake_A": self.fake_A_pool, "fake_B": self.fake_B_pool}

@@ -25,10 +25,28 @@ class Method:
     loss_names: tuple[str, ...] = ()
     visual_names: tuple[str, ...] = ()
     translator_name: str = ""  # the A -> B generator, used for inference and held-out metrics
+    # Defaults of the options left unset that depend on the method (TrainConfig.resolve applies them).
+    defaults: dict = {}
+    # The built-in demo data the method trains on without --dataroot, as (kind, image size), and the
+    # defaults that keep such a run to minutes on a CPU; None: the method needs --dataroot.
+    demo: tuple[str, int] | None = None
+    demo_defaults: dict = {}
+    # A method's own options, if it has any: a frozen dataclass of pyi2i.config.option fields, based
+    # on pyi2i.config.Section. They become command-line options and the [method] table of
+    # config.toml, and reach the method as `self.options`.
+    Options: type | None = None
+    # The generators `python -m pyi2i.test` loads for this method, by network name.
+    generators: tuple[str, ...] = ()
+
+    @staticmethod
+    def test_visuals(G: dict[str, nn.Module], sample: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The images `python -m pyi2i.test` writes for one sample, by the original release's
+        names, from the loaded generators `G`."""
+        raise NotImplementedError
 
     def __init__(self, model: ModelConfig, loss: LossConfig, optim: OptimConfig, speed: SpeedConfig,
-                 device: torch.device):
-        self.model, self.loss, self.optim, self.speed = model, loss, optim, speed
+                 device: torch.device, options=None):
+        self.model, self.loss, self.optim, self.speed, self.options = model, loss, optim, speed, options
         self.device = device
         self.nets = nn.ModuleDict()
         self.run: dict[str, nn.Module] = {}

@@ -1,4 +1,4 @@
-"""The training methods by name, and how a configuration builds one."""
+"""The built-in training methods, registered by name, and how a configuration builds one."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from pyi2i.config import TrainConfig
 from pyi2i.engine.cyclegan import CycleGAN
 from pyi2i.engine.method import Method
 from pyi2i.engine.pix2pix import Pix2Pix
+from pyi2i.registry import METHODS
 
-METHODS: dict[str, type[Method]] = {"cyclegan": CycleGAN, "pix2pix": Pix2Pix}
+__all__ = ["CycleGAN", "METHODS", "Pix2Pix", "build_method"]
 
 
 def build_method(config: TrainConfig, device: torch.device) -> Method:
     """The method `config.model.arch` names, built from the model, loss, optim and speed sections
-    of a resolved configuration."""
-    return METHODS[config.model.arch](config.model, config.loss, config.optim, config.speed, device)
+    (and its own options) of a resolved configuration."""
+    return METHODS.get(config.model.arch)(config.model, config.loss, config.optim, config.speed, device,
+                                          config.method)

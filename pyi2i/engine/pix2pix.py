@@ -5,22 +5,35 @@ from __future__ import annotations
 import torch
 
 from pyi2i.engine.method import Method
+from pyi2i.registry import register_method
 
 
+@register_method("pix2pix")
 class Pix2Pix(Method):
     """G: A -> B; D judges cat(A, B) pairs. The D step comes first, then the G step."""
 
+    defaults = dict(netG="unet_256", norm="batch", gan_mode="vanilla", dataset_mode="aligned", pool_size=0,
+                    no_dropout=False)
+    demo = ("paired", 128)
+    demo_defaults = dict(load_size=142, crop_size=128, ngf=32, ndf=32, netG="unet_128", n_epochs=3, n_epochs_decay=2,
+                         print_freq=20, eval_freq=1)
+
+    generators = ("G",)
     loss_names = ("G_GAN", "G_L1", "D_real", "D_fake")
     visual_names = ("real_A", "fake_B", "real_B")
     translator_name = "G"
 
-    def __init__(self, model, loss, optim, speed, device):
-        super().__init__(model, loss, optim, speed, device)
+    def __init__(self, model, loss, optim, speed, device, options=None):
+        super().__init__(model, loss, optim, speed, device, options)
         self.nets["G"] = self.make_G(model.input_nc, model.output_nc)
         self.nets["D"] = self.make_D(model.input_nc + model.output_nc)
         self.optimizers["G"] = self.make_adam(self.nets["G"])
         self.optimizers["D"] = self.make_adam(self.nets["D"])
         self.finish_setup()
+
+    @staticmethod
+    def test_visuals(G, sample):
+        return dict(real_A=sample["A"], fake_B=G["G"](sample["A"]), real_B=sample["B"])
 
     def step(self, batch: dict) -> dict[str, torch.Tensor]:
         G, D = self.run["G"], self.run["D"]

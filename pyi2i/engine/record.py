@@ -44,7 +44,8 @@ class RunRecord:
         self.metric_log = reports.CsvLog(run_dir / "metrics.csv", METRIC_FIELDS)
         self.tensorboard = reports.TensorBoardLog(run_dir / "tensorboard", config.run.tensorboard,
                                                   purge_step=step or None)
-        self.report = RunReport(run_dir, config.flat(), loss_names, title=f"{config.run.name} ({config.model.arch})")
+        self.report = None if config.run.no_html else RunReport(run_dir, config.flat(), loss_names,
+                                                                title=f"{config.run.name} ({config.model.arch})")
         self.split = eval_split(config.data, config.model.input_nc, config.model.output_nc)
         if self.split is None and self.eval.eval_freq:
             self.note(f"no evaluation: {config.data.dataroot} has no test split (test/ or testA/)")
@@ -59,7 +60,8 @@ class RunRecord:
         if text not in self.noted:
             self.noted.add(text)
             log.warning(text)
-            self.report.add_note(text)
+            if self.report is not None:
+                self.report.add_note(text)
 
     def losses(self, row: dict, means: dict[str, float]) -> None:
         """One line of the loss log: row holds step, epoch, epoch_iter, time, images_per_s and lr."""
@@ -110,11 +112,18 @@ class RunRecord:
         images_per_s = images / max(seconds, 1e-9)
         self.tensorboard.scalars("train", {"epoch_images_per_s": images_per_s}, step)
         self.tensorboard.flush()
-        self.report.add_epoch(epoch, step=step, seconds=seconds, images_per_s=images_per_s,
-                              peak_memory=peak_memory(self.device), metrics=values,
-                              sample=sample and sample.as_posix(),
-                              sample_columns=" | ".join(k for k, v in visuals.items() if v is not None))
+        if self.report is not None:
+            self.report.add_epoch(epoch, step=step, seconds=seconds, images_per_s=images_per_s,
+                                  peak_memory=peak_memory(self.device), metrics=values,
+                                  sample=sample and sample.as_posix(),
+                                  sample_columns=" | ".join(k for k, v in visuals.items() if v is not None))
+
+    def sample(self, visuals: dict, step: int) -> None:
+        """A grid of the last step's images in TensorBoard, every --display_freq iterations."""
+        if visuals:
+            self.tensorboard.image("samples", reports.image_grid(visuals), step)
 
     def stopped(self, status: str) -> None:
-        self.report.update(status)
+        if self.report is not None:
+            self.report.update(status)
         self.tensorboard.close()

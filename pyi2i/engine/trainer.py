@@ -8,12 +8,13 @@ import math
 import random
 import signal
 import time
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from pyi2i import checkpoints, config as configuration, fileio
-from pyi2i.config import TrainConfig
+from pyi2i.config import DISPLAY_NOTE, DisplayConfig, TrainConfig
 from pyi2i.engine import distributed
 from pyi2i.engine.batches import Batches, training_dataset
 from pyi2i.engine.graphs import CudaGraphStep
@@ -95,7 +96,13 @@ class Trainer:
         self.profiler = StepProfiler(config.speed.profile, self.device)
         self.record = (RunRecord(config, self.method.loss_names, self.device, self.step)
                        if self.world.is_main else None)
+        if config.run.verbose:
+            for name, net in self.method.nets.items():
+                log.info("%s (%.3f M parameters):\n%s", name, sum(p.numel() for p in net.parameters()) / 1e6, net)
         if self.record is not None:
+            if config.display != DisplayConfig():
+                given = {k: v for k, v in config.display.to_dict().items() if v != getattr(DisplayConfig(), k)}
+                self.record.note(f"{', '.join(f'--{k} {v}' for k, v in given.items())}: {DISPLAY_NOTE}")
             self.write_config()
             if config.run.continue_train:
                 # Rows an interrupted session logged after the checkpoint it resumes from would repeat.
@@ -108,8 +115,23 @@ class Trainer:
         self.epoch_G_loss: list[float] = []
 
     def resume(self) -> None:
-        """The state of the run's newest good checkpoint, with what this run changes said."""
-        state, latest = checkpoints.load_latest(self.run_dir, LATEST)
+        """The state of the checkpoint --epoch / --load_iter name (by default the newest good one),
+        with what this run changes said; or, where the run folder holds only the original release's
+        weight files, those weights."""
+        label = self.config.run.checkpoint_label
+        path = self.run_dir / checkpoints.training_file(label)
+        originals = [self.run_dir / f"{label}_net_{name}.pth" for name in self.method.nets]
+        if label == "latest":
+            has_state = path.exists() or any(self.run_dir.glob("epoch_*.pt"))
+        else:
+            has_state = path.exists()
+        if not has_state and all(p.is_file() for p in originals):
+            self.fine_tune(label, originals)
+            return
+        if label == "latest":
+            state, latest = checkpoints.load_latest(self.run_dir, LATEST)
+        else:
+            state, latest = checkpoints.load(path), path
         current = self.config.flat()
         checkpoints.check_resumable(state, current, latest)  # the architecture cannot change
         changed = configuration.changes(state["config"], current)
@@ -128,6 +150,15 @@ class Trainer:
         self.epoch, self.epoch_iter, self.step = state["epoch"], state["epoch_iter"], state["step"]
         log.info("resumed %s at epoch %d, step %d", latest, self.epoch, self.step)
         self.last_good = f"{latest} (step {self.step})"
+
+    def fine_tune(self, label: str, files: list[Path]) -> None:
+        """Starts from the original release's weight files (`LABEL_net_NAME.pth`)."""
+        for name, path in zip(self.method.nets, files):
+            checkpoints.load_original(self.method.nets[name], path)
+        log.warning("fine-tuning from the original release's weights %s: the optimizers, schedules and image pools "
+                    "start fresh (the original saves weights only), and training starts at epoch %d "
+                    "(--epoch_count)", ", ".join(p.name for p in files), self.epoch)
+        self.last_good = f"{files[0].parent / (label + '_net_*.pth')} (original weights)"
 
     def write_config(self) -> None:
         """The resolved configuration, as config.toml (training from it reproduces the run) and as
@@ -190,7 +221,8 @@ class Trainer:
     def finish_record(self, status: str) -> None:
         if self.record is not None:
             self.record.stopped(status)
-            log.info("report: %s", self.run_dir / "index.html")
+            if self.record.report is not None:
+                log.info("report: %s", self.run_dir / "index.html")
         # torchrun stops every process once one has ended: none may end while rank 0 still writes.
         self.world.barrier()
 
@@ -221,6 +253,10 @@ class Trainer:
                     self.report(bar)
                 if self.step % run.save_latest_freq == 0:
                     self.save(LATEST)
+                    if run.save_by_iter:
+                        self.save(checkpoints.training_file(f"iter_{self.step}"), label=f"iter_{self.step}")
+                if self.record is not None and self.step % run.display_freq == 0:
+                    self.record.sample(self.method.visuals, self.step)
                 if stop.requested(world):
                     return "signal"
                 if max_steps and self.step >= max_steps:
