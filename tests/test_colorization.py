@@ -1,13 +1,20 @@
-"""Colorization: the sRGB <-> Lab conversion against scikit-image."""
+"""Colorization: the sRGB <-> Lab conversion against scikit-image, and the colorization dataset."""
 
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from pyi2i.config import DataConfig
+from pyi2i.data import DataError, create_loader
+from pyi2i.data.colorization import ColorizationDataset
+from pyi2i.data.images import load_rgb
 from pyi2i.data.lab import l_ab_to_image, l_ab_to_rgb, lab_to_rgb, rgb_to_l_ab, rgb_to_lab
+from pyi2i.data.transforms import apply_transform, get_params
 
+CPU = torch.device("cpu")
 # Largest difference from scikit-image's float64 result, by the precision the conversion runs in:
 # (Lab units, RGB in [0, 1]).
 TOLERANCES = {torch.float64: (1e-9, 1e-12), torch.float32: (2e-4, 1e-5)}
@@ -130,3 +137,141 @@ def test_image_of_l_and_ab_matches_the_original_conversion():
         expected = (color.lab2rgb(lab) * 255).astype(np.uint8)
     np.testing.assert_array_equal(image, expected)
     assert l_ab_to_image(L[0], ab[0]).shape == (9, 7, 3)
+
+
+# ---- the dataset ----
+
+def gradient(w, h, offset=0):
+    """A colour image in which every crop position and flip gives a different picture."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    return np.stack([(xx * 7 + yy * 3 + offset + 80 * c) % 256 for c in range(3)], -1).astype(np.uint8)
+
+
+@pytest.fixture
+def colour_root(tmp_path):
+    """DATAROOT with train/: four gradient images of 24x18 and one flat red one."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(gradient(24, 18, offset=40 * i)).save(folder / f"{i}.png")
+    Image.fromarray(np.full((18, 24, 3), (255, 0, 0), np.uint8)).save(folder / "red.png")
+    return tmp_path
+
+
+def colorization_data(root, **overrides) -> DataConfig:
+    return DataConfig(**{**dict(dataroot=str(root), load_size=20, crop_size=16), **overrides})
+
+
+def dataset(root, seed=0, input_nc=1, output_nc=2, **overrides):
+    return ColorizationDataset(colorization_data(root, **overrides), input_nc=input_nc, output_nc=output_nc, seed=seed)
+
+
+def test_samples_hold_l_and_ab(colour_root):
+    data = dataset(colour_root)
+    assert len(data) == 5
+    for sample in data:
+        assert sample["A"].shape == (1, 16, 16) and sample["B"].shape == (2, 16, 16)
+        assert sample["A"].dtype == sample["B"].dtype == torch.float32
+        assert sample["A_paths"] == sample["B_paths"] and sample["A_paths"].endswith(".png")
+        assert sample["A"].min() >= -1 and sample["A"].max() <= 1
+        assert sample["B"].abs().max() <= 1  # |a|, |b| < 110 over the whole sRGB gamut
+
+
+def test_a_flat_colour_gives_its_l_and_ab(colour_root):
+    sample = dataset(colour_root)[4]
+    assert sample["A_paths"].endswith("red.png")
+    torch.testing.assert_close(sample["A"], torch.full((1, 16, 16), 53.2408 / 50 - 1), rtol=0, atol=1e-4)
+    expected_ab = torch.tensor([80.0925 / 110, 67.2032 / 110]).view(2, 1, 1).expand(2, 16, 16)
+    torch.testing.assert_close(sample["B"], expected_ab, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("no_flip", [False, True])
+def test_samples_match_skimage_on_the_preprocessed_image(colour_root, no_flip):
+    """What the original computes: rgb2lab of the cropped and flipped 8-bit image, L / 50 - 1, ab / 110
+    (without a resize, whose interpolation would be the same on both sides)."""
+    color = skimage_color()
+    data = dataset(colour_root, preprocess="crop", no_flip=no_flip)
+    for index in range(len(data)):
+        path = data.paths[index]
+        image = load_rgb(path)
+        params = get_params(data.data, image.size, data.rng(index), path)
+        x, y = params.crop_pos
+        image = image.crop((x, y, x + 16, y + 16))
+        if params.flip:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        lab = color.rgb2lab(np.asarray(image)).astype(np.float32).transpose(2, 0, 1)
+        sample = data[index]
+        np.testing.assert_allclose(sample["A"].numpy(), lab[:1] / 50 - 1, atol=2e-6)
+        np.testing.assert_allclose(sample["B"].numpy(), lab[1:] / 110, atol=2e-6)
+
+
+def test_l_and_ab_share_the_crop_and_flip(colour_root):
+    """Both halves are the sample's one preprocessed image: together they give back its RGB."""
+    data = dataset(colour_root)
+    flips, crops = set(), set()
+    for epoch in range(4):
+        data.set_epoch(epoch)
+        for index in range(len(data)):
+            path = data.paths[index]
+            image = load_rgb(path)
+            params = get_params(data.data, image.size, data.rng(index), path)
+            flips.add(params.flip)
+            crops.add(params.crop_pos)
+            rgb = (apply_transform(data.data, image, params, grayscale=False) + 1) / 2
+            sample = data[index]
+            torch.testing.assert_close(l_ab_to_rgb(sample["A"], sample["B"]), rgb, rtol=0, atol=1e-5)
+    assert flips == {False, True} and len(crops) > 1  # the check saw crops and flips of every kind
+
+
+def test_samples_follow_the_seed_and_epoch(colour_root):
+    def samples(seed, epoch=0):
+        data = dataset(colour_root, seed=seed)
+        data.set_epoch(epoch)
+        return [torch.cat([s["A"], s["B"]]) for s in data]
+
+    first = samples(0)
+    assert all(torch.equal(a, b) for a, b in zip(first, samples(0)))
+    assert not all(torch.equal(a, b) for a, b in zip(first, samples(1)))
+    assert not all(torch.equal(a, b) for a, b in zip(first, samples(0, epoch=1)))
+
+
+def test_loader_batches(colour_root):
+    data = dataset(colour_root)
+    batch = next(iter(create_loader(data, batch_size=2, shuffle=True, num_workers=0, seed=0, epoch=0)))
+    assert batch["A"].shape == (2, 1, 16, 16) and batch["B"].shape == (2, 2, 16, 16)
+    assert len(batch["A_paths"]) == 2 and batch["A_paths"] == batch["B_paths"]
+
+
+def test_the_phase_folder_is_read(colour_root):
+    (colour_root / "test").mkdir()
+    Image.fromarray(gradient(20, 20)).save(colour_root / "test" / "only.png")
+    data = dataset(colour_root, phase="test")
+    assert len(data) == 1 and data[0]["A_paths"].endswith("only.png")
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(input_nc=3), "needs --input_nc 1 --output_nc 2 --direction AtoB, got --input_nc 3"),
+    (dict(output_nc=3), "got --input_nc 1 --output_nc 3"),
+    (dict(direction="BtoA"), "--direction BtoA"),
+])
+def test_other_channels_or_direction_are_refused(colour_root, options, message):
+    with pytest.raises(DataError, match=message):
+        dataset(colour_root, **options)
+
+
+def test_missing_phase_folder_is_named(tmp_path):
+    with pytest.raises(DataError, match=r"train not found: expected train/ under DATAROOT holding colour images"):
+        dataset(tmp_path)
+
+
+def test_demo_renderings_serve_as_colour_images(demo_root):
+    data = dataset(demo_root / "unpaired", phase="trainB")
+    sample = data[0]
+    assert sample["A"].shape == (1, 16, 16) and sample["B"].abs().max() > 0.05  # coloured, not gray
+
+
+def test_the_dali_loader_refuses_what_it_cannot_render(colour_root):
+    from pyi2i.data import dali
+
+    with pytest.raises(ValueError, match="ColorizationDataset changes its images after loading them"):
+        dali.DaliLoader(dataset(colour_root), batch_size=1, shuffle=False, seed=0, device=CPU)
