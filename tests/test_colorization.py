@@ -1,4 +1,5 @@
-"""Colorization: the sRGB <-> Lab conversion against scikit-image, and the colorization dataset."""
+"""Colorization: the sRGB <-> Lab conversion against scikit-image, the colorization dataset, and the
+method's training step and RGB visuals."""
 
 import warnings
 
@@ -7,12 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from pyi2i.config import DataConfig
+from pyi2i.config import ConfigError, DataConfig, LossConfig, ModelConfig, OptimConfig, SpeedConfig
 from pyi2i.data import DataError, create_loader
 from pyi2i.data.colorization import ColorizationDataset
 from pyi2i.data.images import load_rgb
 from pyi2i.data.lab import l_ab_to_image, l_ab_to_rgb, lab_to_rgb, rgb_to_l_ab, rgb_to_lab
 from pyi2i.data.transforms import apply_transform, get_params
+from pyi2i.engine.colorization import Colorization
+from pyi2i.engine.graphs import CudaGraphStep
+from pyi2i.engine.pix2pix import Pix2Pix
 
 CPU = torch.device("cpu")
 # Largest difference from scikit-image's float64 result, by the precision the conversion runs in:
@@ -275,3 +279,85 @@ def test_the_dali_loader_refuses_what_it_cannot_render(colour_root):
 
     with pytest.raises(ValueError, match="ColorizationDataset changes its images after loading them"):
         dali.DaliLoader(dataset(colour_root), batch_size=1, shuffle=False, seed=0, device=CPU)
+
+
+# ---- the method ----
+
+def sections(**model):
+    return (ModelConfig(**{**dict(arch="pix2pix", input_nc=1, output_nc=2, netG="unet_128", ngf=4, ndf=4,
+                                  norm="batch", no_dropout=False), **model}),
+            LossConfig(gan_mode="vanilla", pool_size=0), OptimConfig(), SpeedConfig(impl="ref"))
+
+
+@pytest.fixture
+def big_colour_root(tmp_path):
+    """Colour images a U-Net of 128 pixels can take."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(gradient(140, 132, offset=50 * i)).save(folder / f"{i}.png")
+    return tmp_path
+
+
+def batches(root, n):
+    data = dataset(root, load_size=136, crop_size=128)
+    loader = create_loader(data, batch_size=2, shuffle=True, num_workers=0, seed=0, epoch=0)
+    batch = next(iter(loader))
+    return [batch] * n
+
+
+def assert_rgb_visuals(method, batch):
+    assert tuple(method.visuals) == method.visual_names == ("real_A", "real_B_rgb", "fake_B_rgb")
+    for name, image in method.visuals.items():
+        assert image.shape == (2, 3, 128, 128) and image.dtype == torch.float32, name
+        assert image.min() >= -1 and image.max() <= 1, name
+    real_A = method.visuals["real_A"]
+    assert torch.equal(real_A[:, :1], batch["A"]) and torch.equal(real_A[:, :1], real_A[:, 2:])
+    # the true colours: the RGB image the sample was made from
+    torch.testing.assert_close((method.visuals["real_B_rgb"] + 1) / 2, l_ab_to_rgb(batch["A"], batch["B"]))
+
+
+def test_training_steps(big_colour_root):
+    data = batches(big_colour_root, 3)
+    method = Colorization(*sections(), CPU)
+    G = method.nets["G"]
+    before = [p.detach().clone() for p in G.parameters()]
+    for batch in data:
+        losses = method.step(batch)
+        assert set(losses) == set(method.loss_names) and all(torch.isfinite(v) for v in losses.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, G.parameters()))
+    assert G(data[0]["A"]).shape == (2, 2, 128, 128)
+    assert_rgb_visuals(method, data[-1])
+    assert not torch.allclose(method.visuals["fake_B_rgb"], method.visuals["real_B_rgb"])
+
+
+def test_losses_are_those_of_pix2pix(big_colour_root):
+    batch = batches(big_colour_root, 1)[0]
+    torch.manual_seed(0)
+    colorization = Colorization(*sections(), CPU)
+    torch.manual_seed(0)
+    pix2pix = Pix2Pix(*sections(), CPU)
+    torch.manual_seed(1)
+    ours = colorization.step(batch)
+    torch.manual_seed(1)
+    theirs = pix2pix.step(batch)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    torch.testing.assert_close((colorization.visuals["fake_B_rgb"] + 1) / 2,
+                               l_ab_to_rgb(batch["A"], pix2pix.visuals["fake_B"]))
+
+
+def test_graph_shaped_steps_keep_rgb_visuals(big_colour_root):
+    """Under --cuda-graphs each replay copies the step's visuals into the captured ones."""
+    data = batches(big_colour_root, 3)  # eager, captured, replayed into the captured outputs
+    step = CudaGraphStep(Colorization(*sections(), CPU), warmup=1)
+    for batch in data:
+        losses = step(batch)
+    assert len(step.graphs) == 1 and all(torch.isfinite(v) for v in losses.values())
+    assert_rgb_visuals(step.method, data[-1])
+
+
+@pytest.mark.parametrize("channels", [dict(input_nc=3), dict(output_nc=3)])
+def test_other_channels_are_refused(channels):
+    with pytest.raises(ConfigError, match="--model colorization .* needs --input_nc 1 --output_nc 2"):
+        Colorization(*sections(**channels), CPU)

@@ -1,0 +1,33 @@
+"""Colorization (the original release's `--model colorization`): pix2pix from the lightness L of an
+image to its colour ab in CIE Lab, trained on `--dataset_mode colorization` data."""
+
+from __future__ import annotations
+
+import torch
+
+from pyi2i.config import ConfigError
+from pyi2i.data.lab import l_ab_to_rgb
+from pyi2i.engine.pix2pix import Pix2Pix
+
+
+class Colorization(Pix2Pix):
+    """pix2pix with input_nc 1 (L) and output_nc 2 (ab); its visuals are RGB images in [-1, 1]: the
+    input L as gray, the true colours and the predicted colours."""
+
+    visual_names = ("real_A", "real_B_rgb", "fake_B_rgb")
+
+    def __init__(self, model, loss, optim, speed, device):
+        if (model.input_nc, model.output_nc) != (1, 2):
+            raise ConfigError(f"--model colorization maps L (1 channel) to ab (2 channels): it needs --input_nc 1 "
+                              f"--output_nc 2, got --input_nc {model.input_nc} --output_nc {model.output_nc}")
+        super().__init__(model, loss, optim, speed, device)
+
+    def step(self, batch: dict) -> dict[str, torch.Tensor]:
+        losses = super().step(batch)
+        with torch.no_grad():
+            lab = {k: v.detach() for k, v in self.visuals.items()}
+            L = lab["real_A"]
+            self.visuals = dict(real_A=L.float().expand(-1, 3, -1, -1),
+                                real_B_rgb=l_ab_to_rgb(L, lab["real_B"]) * 2 - 1,
+                                fake_B_rgb=l_ab_to_rgb(L, lab["fake_B"]) * 2 - 1)
+        return losses
