@@ -14,9 +14,10 @@ from pyi2i.data.colorization import ColorizationDataset
 from pyi2i.data.images import load_rgb
 from pyi2i.data.lab import l_ab_to_image, l_ab_to_rgb, lab_to_rgb, rgb_to_l_ab, rgb_to_lab
 from pyi2i.data.transforms import apply_transform, get_params
-from pyi2i.engine.colorization import Colorization
+from pyi2i.engine.colorization import Colorization, rgb_visuals
 from pyi2i.engine.graphs import CudaGraphStep
 from pyi2i.engine.pix2pix import Pix2Pix
+from pyi2i.reports import to_uint8
 
 CPU = torch.device("cpu")
 # Largest difference from scikit-image's float64 result, by the precision the conversion runs in:
@@ -355,6 +356,17 @@ def test_graph_shaped_steps_keep_rgb_visuals(big_colour_root):
         losses = step(batch)
     assert len(step.graphs) == 1 and all(torch.isfinite(v) for v in losses.values())
     assert_rgb_visuals(step.method, data[-1])
+
+
+def test_visuals_as_images_are_the_original_files():
+    """Sample grids show what the original's test.py writes: L tiled to gray, and lab2rgb * 255."""
+    L, real_ab, fake_ab = torch.rand(2, 1, 9, 7) * 2 - 1, torch.rand(2, 2, 9, 7) - 0.5, torch.rand(2, 2, 9, 7) * 2 - 1
+    visuals = rgb_visuals(L, real_ab, fake_ab)
+    np.testing.assert_array_equal(to_uint8(visuals["real_A"]), to_uint8(L))
+    for name, ab in (("real_B_rgb", real_ab), ("fake_B_rgb", fake_ab)):
+        # within a level: the [-1, 1] scale rounds in float32 before truncation
+        difference = to_uint8(visuals[name]).astype(int) - l_ab_to_image(L, ab)
+        assert np.abs(difference).max() <= 1, name
 
 
 @pytest.mark.parametrize("channels", [dict(input_nc=3), dict(output_nc=3)])
