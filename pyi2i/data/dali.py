@@ -74,6 +74,10 @@ class DaliLoader:
     def __init__(self, dataset: ImageDataset, *, batch_size: int, shuffle: bool, seed: int, device: torch.device,
                  num_threads: int = 2, rank: int = 0, world_size: int = 1, channels_last: bool = False,
                  prefetch: int = 2):
+        if type(dataset).__getitem__ is not ImageDataset.__getitem__:
+            # The pipeline renders the specs alone; what such a dataset does after loading would be lost.
+            raise ValueError(f"{type(dataset).__name__} changes its images after loading them, which the DALI "
+                             f"pipeline cannot do")
         reason = unavailable_reason()
         if reason:
             raise ImportError(reason)
