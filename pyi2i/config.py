@@ -119,8 +119,8 @@ class ModelConfig(Section):
     arch: str = option("cyclegan", "method to train (the original's cycle_gan is cyclegan)", choices=METHODS.spellings,
                        canonical=METHODS.canonical, flags=("--arch", "--model"),
                        hints={"test": "--model test runs a trained generator: python -m pyi2i.test"})
-    input_nc: int = option(3, "channels of input images (1: grayscale)", min=1)
-    output_nc: int = option(3, "channels of output images (1: grayscale)", min=1)
+    input_nc: int | None = option(None, "channels of input images (1: grayscale; default 3, colorization 1)", min=1)
+    output_nc: int | None = option(None, "channels of output images (1: grayscale; default 3, colorization 2)", min=1)
     ngf: int | None = option(None, "generator filters in the last conv layer (default 64)", min=1)
     ndf: int | None = option(None, "discriminator filters in the first conv layer (default 64)", min=1)
     netG: str | None = option(None, "generator architecture (default: per --arch)", choices=GENERATORS)
@@ -353,7 +353,7 @@ SECTION_OF: dict[str, str] = {f.name: s for s, cls in SECTIONS.items() for f in 
 assert len(SECTION_OF) == sum(len(dataclasses.fields(c)) for c in SECTIONS.values()), "option names must be unique"
 
 # Defaults of options that a method's tables (its `defaults` and `demo_defaults`) may set; they apply last.
-COMMON_DEFAULTS = dict(load_size=286, crop_size=256, ngf=64, ndf=64, n_epochs=100, n_epochs_decay=100, print_freq=100,
+COMMON_DEFAULTS = dict(input_nc=3, output_nc=3, load_size=286, crop_size=256, ngf=64, ndf=64, n_epochs=100, n_epochs_decay=100, print_freq=100,
                        eval_freq=5)
 # The built-in demo data, generated on first use: DEMO_ROOT/<kind of the method's demo>.
 DEMO_ROOT = Path("datasets") / "demo"

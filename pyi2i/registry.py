@@ -36,7 +36,7 @@ class Registry:
     """Classes by name, with aliases (the original release's spellings). The built-in classes
     register when `builtins` is imported, and installed plug-ins when the names are first read."""
 
-    def __init__(self, kind: str, option: str, group: str, builtins: str):
+    def __init__(self, kind: str, option: str, group: str, builtins: tuple[str, ...]):
         self.kind, self.option, self.group, self.builtins = kind, option, group, builtins
         self.classes: dict[str, type] = {}
         self.aliases: dict[str, str] = {}
@@ -56,7 +56,8 @@ class Registry:
         if self.loaded:
             return
         self.loaded = True
-        importlib.import_module(self.builtins)
+        for module in self.builtins:
+            importlib.import_module(module)
         for entry in entry_points(group=self.group):
             try:
                 cls = entry.load()  # importing the module may register it through the decorator
@@ -87,8 +88,9 @@ class Registry:
         return self.classes[name]
 
 
-METHODS = Registry("method", "--model", "pyi2i.methods", "pyi2i.engine.methods")
-DATASETS = Registry("dataset layout", "--dataset_mode", "pyi2i.datasets", "pyi2i.data.datasets")
+METHODS = Registry("method", "--model", "pyi2i.methods", ("pyi2i.engine.methods",))
+DATASETS = Registry("dataset layout", "--dataset_mode", "pyi2i.datasets", ("pyi2i.data.datasets",
+                                                                            "pyi2i.data.colorization"))
 
 
 def register_method(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:

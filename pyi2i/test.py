@@ -73,8 +73,10 @@ def test_name(config: TestConfig) -> str:
     return f"{run.name}_{run.suffix.format(**values)}"
 
 
-def load_generators(config: TestConfig, files: dict[str, Path], device: torch.device) -> dict[str, torch.nn.Module]:
-    """The generators, their architecture read from the weights and checked against what was given."""
+def load_generators(config: TestConfig, files: dict[str, Path], device: torch.device
+                    ) -> tuple[dict[str, torch.nn.Module], dict]:
+    """The generators, their architecture read from the weights and checked against what was given,
+    and the options of the first (its channels are the data's)."""
     m = config.model
     missing = [p for p in files.values() if not p.is_file()]
     if missing:
@@ -82,19 +84,20 @@ def load_generators(config: TestConfig, files: dict[str, Path], device: torch.de
         raise MissingCheckpoint(f"{missing[0]} not found: --name, --checkpoints_dir and --epoch name the weights "
                                 f"CHECKPOINTS_DIR/NAME/EPOCH_net_G*.pth"
                                 + (f"; that folder has {', '.join(found)}" if found else ""))
-    nets = {}
+    nets, first = {}, None
     for name, path in files.items():
         # Inputs and outputs swap for the B -> A generator; the other options are shared.
         nc = (m.output_nc, m.input_nc) if name == "G_B" else (m.input_nc, m.output_nc)
         given = dict(netG=m.netG, ngf=m.ngf, norm=m.norm, input_nc=nc[0], output_nc=nc[1],
                      use_dropout=None if m.no_dropout is None else not m.no_dropout)
-        G, _ = load_generator(path, impl=config.speed.impl, **given)
+        G, options = load_generator(path, impl=config.speed.impl, **given)
+        first = first or options
         G = G.to(device)
         G.train(not config.test.eval)
         if config.run.verbose:
             log.info("%s from %s:\n%s", name, path, G)
         nets[name] = G
-    return nets
+    return nets, first
 
 
 def to_image(x: torch.Tensor, aspect_ratio: float) -> Image.Image:
@@ -126,10 +129,10 @@ def test(config: TestConfig) -> Path:
     """Runs the trained generators on the test split; returns the results folder."""
     device = resolve_device(config.run.device)
     files, visuals_of, layout = plan(config)
-    G = load_generators(config, files, device)
-    m = config.model
+    G, options = load_generators(config, files, device)
     data = dataclasses.replace(config.data, dataset_mode=layout, serial_batches=True, no_flip=True)
-    dataset = create_dataset(data, input_nc=m.input_nc, output_nc=m.output_nc, seed=config.run.seed)
+    dataset = create_dataset(data, input_nc=options["input_nc"], output_nc=options["output_nc"],
+                             seed=config.run.seed)
     name, run = test_name(config), config.run
     folder = Path(config.test.results_dir) / name / f"{data.phase}_{run.epoch}"
     if run.load_iter > 0:

@@ -91,13 +91,15 @@ def test_the_command_line_sets_only_what_it_names():
     assert config.model.arch == "pix2pix" and config.loss.lambda_L1 == 50.0
     assert config.speed.cuda_graphs and config.speed.amp == "bf16" and config.run.tensorboard is False
     assert config.model.netG is None  # left for resolve()
+    assert TrainConfig.from_args(["--epoch", "3"]).run.epoch == "3"  # the weights to load, not --epoch_count
+    assert TrainConfig.from_args(["--epoch", "3"]).optim.epoch_count == 1
     assert TrainConfig.from_args(["--gpu_ids", "-1"]).run.device == "cpu"
     assert TrainConfig.from_args(["--gpu_ids", "2"]).run.device == "cuda:2"
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--epoch", "3"], "unrecognized arguments: --epoch"),  # never taken as --epoch_count
-    (["--lambda", "3"], "unrecognized arguments"),
+    (["--epoch_c", "3"], "unrecognized arguments: --epoch_c"),  # never taken as --epoch_count
+    (["--lambda_iden", "3"], "unrecognized arguments"),
     (["--gpu_ids", "0,1"], "torchrun --nproc_per_node=2"),
     (["--ngf", "0"], "--ngf must be a positive integer"),
 ])

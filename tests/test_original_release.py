@@ -205,7 +205,7 @@ def test_entry_points_register_installed_plugins(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     points = {"pyi2i.methods": [EntryPoint("mine", "ep_plugin:Mine", "pyi2i.methods")]}
     monkeypatch.setattr(registry, "entry_points", lambda group: points.get(group, []))
-    fresh = registry.Registry("method", "--model", "pyi2i.methods", "pyi2i.engine.methods")
+    fresh = registry.Registry("method", "--model", "pyi2i.methods", ("pyi2i.engine.methods",))
     assert "mine" in fresh.names() and fresh.get("mine").__name__ == "Mine"
     with pytest.raises(registry.UnknownName, match="'nosuch' is not a known method: choose one of mine"):
         fresh.get("nosuch")

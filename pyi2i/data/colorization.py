@@ -15,6 +15,7 @@ from pyi2i.data.datasets import ImageDataset, ImageSpec, SizeOf
 from pyi2i.data.images import DataError
 from pyi2i.data.lab import rgb_to_l_ab
 from pyi2i.data.transforms import get_params
+from pyi2i.registry import register_dataset
 
 if TYPE_CHECKING:
     from pyi2i.config import DataConfig
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 INPUT_NC, OUTPUT_NC, DIRECTION = 1, 2, "AtoB"
 
 
+@register_dataset("colorization")
 class ColorizationDataset(ImageDataset):
     """{'A': L (1, H, W), 'B': ab (2, H, W), 'A_paths': path, 'B_paths': the same path} per colour
     image of DATAROOT/PHASE/."""

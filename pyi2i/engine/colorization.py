@@ -8,6 +8,7 @@ import torch
 from pyi2i.config import ConfigError
 from pyi2i.data.lab import l_ab_to_rgb
 from pyi2i.engine.pix2pix import Pix2Pix
+from pyi2i.registry import register_method
 
 
 @torch.no_grad()
@@ -21,16 +22,24 @@ def rgb_visuals(L: torch.Tensor, real_ab: torch.Tensor, fake_ab: torch.Tensor) -
                 fake_B_rgb=l_ab_to_rgb(L, fake_ab.detach()) * 2 - 1)
 
 
+@register_method("colorization")
 class Colorization(Pix2Pix):
     """pix2pix with input_nc 1 (L) and output_nc 2 (ab); its visuals are `rgb_visuals`."""
 
     visual_names = ("real_A", "real_B_rgb", "fake_B_rgb")
+    # The original's colorization model: pix2pix's defaults, one channel in and two out, its own data.
+    defaults = dict(Pix2Pix.defaults, dataset_mode="colorization", input_nc=1, output_nc=2)
+    demo = None  # colour photographs of one's own: the demo data's are flat renderings
 
-    def __init__(self, model, loss, optim, speed, device):
+    @staticmethod
+    def test_visuals(G, sample):
+        return rgb_visuals(sample["A"], sample["B"], G["G"](sample["A"]))
+
+    def __init__(self, model, loss, optim, speed, device, options=None):
         if (model.input_nc, model.output_nc) != (1, 2):
             raise ConfigError(f"--model colorization maps L (1 channel) to ab (2 channels): it needs --input_nc 1 "
                               f"--output_nc 2, got --input_nc {model.input_nc} --output_nc {model.output_nc}")
-        super().__init__(model, loss, optim, speed, device)
+        super().__init__(model, loss, optim, speed, device, options)
 
     def step(self, batch: dict) -> dict[str, torch.Tensor]:
         losses = super().step(batch)

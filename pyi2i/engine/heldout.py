@@ -91,6 +91,8 @@ class EvalSplit:
 
 def eval_split(data: DataConfig, input_nc: int, output_nc: int) -> EvalSplit | None:
     """The test split of `data`'s dataset, or None when it has none (no test/ or testA/ folder)."""
+    if data.dataset_mode not in ("aligned", "unaligned"):  # other layouts define no test split here
+        return None
     pairs = heldout_dataset(data, input_nc, output_nc)
     if data.dataset_mode == "aligned":
         return None if pairs is None else EvalSplit(pairs, True, _Targets(pairs))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import torch
 
 from pyi2i.config import TrainConfig
+from pyi2i.engine.colorization import Colorization
 from pyi2i.engine.cyclegan import CycleGAN
 from pyi2i.engine.method import Method
 from pyi2i.engine.pix2pix import Pix2Pix
 from pyi2i.registry import METHODS
 
-__all__ = ["CycleGAN", "METHODS", "Pix2Pix", "build_method"]
+__all__ = ["Colorization", "CycleGAN", "METHODS", "Pix2Pix", "build_method"]
 
 
 def build_method(config: TrainConfig, device: torch.device) -> Method:
