@@ -232,6 +232,10 @@ class RunConfig(Section):
     def checkpoint_label(self) -> str:
         """The save to start from: iter_N with --load_iter N, else --epoch (latest or a number)."""
         return f"iter_{self.load_iter}" if self.load_iter > 0 else self.epoch
+    use_wandb: bool = option(False, "also log losses, metrics, sample grids and the configuration to Weights & "
+                                    "Biases (pip install \"pyi2i[wandb]\"); WANDB_MODE=offline logs without network")
+    wandb_project_name: str = option("CycleGAN-and-pix2pix", "the Weights & Biases project of --use_wandb",
+                                     metavar="PROJECT")
 
 
 @dataclass(frozen=True)

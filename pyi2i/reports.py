@@ -134,3 +134,26 @@ class TensorBoardLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+class Dashboards:
+    """Several dashboards (TensorBoardLog, WandbLog) fed as one."""
+
+    def __init__(self, *boards):
+        self.boards = boards
+
+    def scalars(self, group: str, values: dict[str, float], step: int) -> None:
+        for board in self.boards:
+            board.scalars(group, values, step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        for board in self.boards:
+            board.image(tag, image, step)
+
+    def flush(self) -> None:
+        for board in self.boards:
+            board.flush()
+
+    def close(self) -> None:
+        for board in self.boards:
+            board.close()

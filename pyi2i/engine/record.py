@@ -1,5 +1,6 @@
 """What a run writes about itself (rank 0 only): the loss and metric logs, sample grids, TensorBoard
-event files, the HTML report, and the periodic evaluation on the test split that feeds them."""
+event files, wandb (--use_wandb), the HTML report, and the periodic evaluation on the test split
+that feeds them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pyi2i import metrics, reports
 from pyi2i.config import TrainConfig
 from pyi2i.engine.heldout import evaluate, eval_split
 from pyi2i.run_report import RunReport
+from pyi2i.wandb_log import WandbLog, import_wandb
 
 log = logging.getLogger("pyi2i")
 
@@ -35,6 +37,8 @@ class RunRecord:
 
     def __init__(self, config: TrainConfig, loss_names: Sequence[str], device: torch.device, step: int):
         """`config` is the resolved configuration, which the report shows whole."""
+        if config.run.use_wandb:
+            import_wandb()  # a missing package stops the run before anything is written
         self.eval, self.batch_size = config.eval, config.data.batch_size
         self.run_dir, self.device = config.run_dir, device
         run_dir = self.run_dir
@@ -42,8 +46,7 @@ class RunRecord:
         self.loss_log = reports.CsvLog(run_dir / "loss_log.csv",
                                        ["step", "epoch", "epoch_iter", "time", "images_per_s", "lr"] + list(loss_names))
         self.metric_log = reports.CsvLog(run_dir / "metrics.csv", METRIC_FIELDS)
-        self.tensorboard = reports.TensorBoardLog(run_dir / "tensorboard", config.run.tensorboard,
-                                                  purge_step=step or None)
+        tensorboard = reports.TensorBoardLog(run_dir / "tensorboard", config.run.tensorboard, purge_step=step or None)
         self.report = None if config.run.no_html else RunReport(run_dir, config.flat(), loss_names,
                                                                 title=f"{config.run.name} ({config.model.arch})")
         self.split = eval_split(config.data, config.model.input_nc, config.model.output_nc)
@@ -53,6 +56,8 @@ class RunRecord:
         self.metrics_built = False
         if self.eval.feature_extractor:  # a typo fails now, not after an epoch
             metrics.feature_extractor_factory(self.eval.feature_extractor)
+        # wandb's run starts last, when nothing above can stop this run any more
+        self.dashboards = reports.Dashboards(tensorboard, *([WandbLog(config)] if config.run.use_wandb else []))
         peak_memory(device)  # the first epoch's GPU peak starts here, not at whatever ran before
 
     def note(self, text: str) -> None:
@@ -67,8 +72,8 @@ class RunRecord:
         """One line of the loss log: row holds step, epoch, epoch_iter, time, images_per_s and lr."""
         row = {**row, "lr": float(row["lr"])}
         self.loss_log.write({**row, **means})
-        self.tensorboard.scalars("loss", means, row["step"])
-        self.tensorboard.scalars("train", {"lr": row["lr"], "images_per_s": row["images_per_s"]}, row["step"])
+        self.dashboards.scalars("loss", means, row["step"])
+        self.dashboards.scalars("train", {"lr": row["lr"], "images_per_s": row["images_per_s"]}, row["step"])
 
     def image_metrics(self) -> metrics.ImageMetrics | None:
         """Built at the first evaluation, so a run that never evaluates loads no feature network."""
@@ -105,13 +110,13 @@ class RunRecord:
         if visuals:
             sample = Path("samples") / f"epoch_{epoch:03d}.png"
             grid = reports.save_grid(visuals, self.run_dir / sample)
-            self.tensorboard.image("samples", grid, step)
+            self.dashboards.image("samples", grid, step)
         if values:
             self.metric_log.write(dict(epoch=epoch, step=step, **values))
-            self.tensorboard.scalars("metrics", values, step)
+            self.dashboards.scalars("metrics", values, step)
         images_per_s = images / max(seconds, 1e-9)
-        self.tensorboard.scalars("train", {"epoch_images_per_s": images_per_s}, step)
-        self.tensorboard.flush()
+        self.dashboards.scalars("train", {"epoch_images_per_s": images_per_s}, step)
+        self.dashboards.flush()
         if self.report is not None:
             self.report.add_epoch(epoch, step=step, seconds=seconds, images_per_s=images_per_s,
                                   peak_memory=peak_memory(self.device), metrics=values,
@@ -119,11 +124,11 @@ class RunRecord:
                                   sample_columns=" | ".join(k for k, v in visuals.items() if v is not None))
 
     def sample(self, visuals: dict, step: int) -> None:
-        """A grid of the last step's images in TensorBoard, every --display_freq iterations."""
+        """A grid of the last step's images in TensorBoard (and wandb), every --display_freq iterations."""
         if visuals:
-            self.tensorboard.image("samples", reports.image_grid(visuals), step)
+            self.dashboards.image("samples", reports.image_grid(visuals), step)
 
     def stopped(self, status: str) -> None:
         if self.report is not None:
             self.report.update(status)
-        self.tensorboard.close()
+        self.dashboards.close()
