@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 from pyi2i.errors import UserError
 
@@ -43,3 +43,13 @@ def run_cli(main: Callable[[], None]) -> int:
         log.error("error: %s", one_line(e))
         return 1
     return 0
+
+
+def console_script(main: Callable[[], None]) -> Callable[[], NoReturn]:
+    """An entry point's `cli()`: `main` through run_cli, with its exit code. The installed script
+    (pyi2i-train, ...) and `python -m` both call it, so they answer alike."""
+
+    def cli() -> NoReturn:
+        sys.exit(run_cli(main))
+
+    return cli

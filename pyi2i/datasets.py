@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import sys
 from pathlib import Path
 
-from pyi2i.cli import run_cli
+from pyi2i.cli import console_script
 from pyi2i.data.combine import combine_A_and_B
 from pyi2i.data.demo import KINDS, make_demo
 
@@ -67,5 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {kind} demo data to {root}  ({_USAGE[kind].format(path=root)})")
 
 
+cli = console_script(main)
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli()

@@ -27,7 +27,6 @@ import os
 import posixpath
 import re
 import shutil
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -40,7 +39,7 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
-from pyi2i.cli import run_cli
+from pyi2i.cli import console_script
 from pyi2i.errors import UserError
 
 log = logging.getLogger("pyi2i")
@@ -389,5 +388,7 @@ def main(argv: list[str] | None = None) -> None:
               f"--checkpoint {path} --input IMAGES --output results/{args.name}_pretrained")
 
 
+cli = console_script(main)
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli()

@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 
 from pyi2i import fileio, metrics
-from pyi2i.cli import run_cli
+from pyi2i.cli import console_script
 from pyi2i.engine.trainer import resolve_device
 from pyi2i.errors import UserError
 from pyi2i.options import add_evaluation_options, evaluation_values, positive_int
@@ -60,5 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name} {value:.6g}")
 
 
+cli = console_script(main)
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli()

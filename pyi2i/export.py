@@ -25,14 +25,13 @@ import io
 import json
 import logging
 import re
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 
 from pyi2i import __version__, integrity
-from pyi2i.cli import run_cli
+from pyi2i.cli import console_script
 from pyi2i.errors import UserError
 from pyi2i.models import NORMS
 from pyi2i.models.original_format import build_generator, from_original, size_multiple, to_original
@@ -195,5 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     export(parser().parse_args(argv))
 
 
+cli = console_script(main)
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli()

@@ -8,10 +8,9 @@ From Python: pyi2i.fit(pyi2i.TrainConfig.from_args([...])) does the same and ret
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
-from pyi2i.cli import run_cli
+from pyi2i.cli import console_script
 from pyi2i.config import DEMO_ROOT, TrainConfig
 from pyi2i.data import ensure_demo
 from pyi2i.engine import distributed
@@ -47,5 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     fit(parse_training(argv))
 
 
+cli = console_script(main)
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli()

@@ -23,7 +23,6 @@ import html
 import logging
 import math
 import os
-import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -34,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pyi2i import fileio
-from pyi2i.cli import run_cli
+from pyi2i.cli import console_script
 from pyi2i.config import DataConfig, TranslateConfig
 from pyi2i.data import SingleDataset
 from pyi2i.data.images import load_rgb
@@ -196,5 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     translate(parse_translate(parser(), argv))
 
 
+cli = console_script(main)
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli()
