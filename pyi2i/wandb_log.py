@@ -53,7 +53,8 @@ class WandbLog:
                                        resume="allow", config=config.flat(), allow_val_change=True,
                                        dir=None if "WANDB_DIR" in os.environ else config.run_dir)
         except self.wandb.errors.Error as e:
-            raise UserError(f"--use_wandb: wandb could not start a run: {e}. Log in with `wandb login` (or set "
+            reason = str(e).rstrip(".")
+            raise UserError(f"--use_wandb: wandb could not start a run: {reason}. Log in with `wandb login` (or set "
                             "WANDB_API_KEY), or set WANDB_MODE=offline to log to disk and `wandb sync` later") from e
 
     def scalars(self, group: str, values: dict[str, float], step: int) -> None:

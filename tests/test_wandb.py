@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 
 import pytest
 
@@ -12,7 +13,8 @@ from pyi2i.errors import UserError
 from pyi2i.train import main
 from pyi2i.wandb_log import ID_FILE
 
-wandb_pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
+wandb = pytest.importorskip("wandb")
+from wandb.proto import wandb_internal_pb2 as wandb_pb  # noqa: E402
 
 # The .wandb file is a LevelDB-style log: a 7-byte file header, then records in 32 KiB blocks, each
 # with a 7-byte header (CRC, length, type) and split across blocks when long.
@@ -37,11 +39,22 @@ def wandb_records(path):
             payload = b""
 
 
+def finished_records(folder, timeout=60.0):
+    """The records of an offline run folder's .wandb file, once it is whole: wandb's writer process
+    may still be writing it when finish() returns."""
+    (run_file,) = folder.glob("run-*.wandb")
+    deadline = time.monotonic() + timeout
+    while True:
+        records = list(wandb_records(run_file))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
 def read_run(folder):
     """(run record, {step: {key: value}}) of an offline run folder."""
-    (run_file,) = folder.glob("run-*.wandb")
     run, history = None, {}
-    for record in wandb_records(run_file):
+    for record in finished_records(folder):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run = record.run
@@ -53,12 +66,15 @@ def read_run(folder):
 
 @pytest.fixture
 def offline_wandb(tmp_path, monkeypatch):
-    """wandb in offline mode, its settings and caches kept in tmp_path."""
+    """wandb in offline mode, its settings and caches kept in tmp_path; wandb reads its environment
+    once per process, so it is reset after each test."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_DIR", raising=False)
     for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
         monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    yield
+    wandb.teardown()
 
 
 def tiny_wandb_run(demo_root, tmp_path, **overrides):
@@ -113,3 +129,12 @@ def test_missing_wandb_is_a_clear_error_before_training(demo_root, tmp_path, mon
     argv = training_argv(demo_root / "unpaired", checkpoints_dir=tmp_path / "runs", name="cli", use_wandb=True)
     assert run_cli(lambda: main(argv)) == 1
     assert 'pip install "pyi2i[wandb]"' in caplog.text and "Traceback" not in caplog.text
+
+
+def test_online_without_an_account_says_how_to_log_in_or_go_offline(demo_root, tmp_path, monkeypatch, offline_wandb):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc holding a key
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    with pytest.raises(UserError, match=r"wandb could not start a run: .*`wandb login`.*WANDB_MODE=offline"):
+        train(tiny_wandb_run(demo_root, tmp_path))
