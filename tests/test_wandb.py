@@ -32,6 +32,8 @@ def wandb_records(path):
             pos += BLOCK - pos % BLOCK
             continue
         length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if pos + RECORD_HEADER + length > len(data):  # still being written
+            return
         payload += data[pos + RECORD_HEADER:pos + RECORD_HEADER + length]
         pos += RECORD_HEADER + length
         if kind in (FULL, LAST):
