@@ -11,8 +11,8 @@ template_dataset.py allow:
         ...
 
 `--model my_pix2pix` then finds it once its module is imported (`--plugin my_module`, or an entry
-point `my_pix2pix = "my_package.my_module:MyPix2Pix"` in the group `pyi2i.methods`). See
-docs/plugins.md.
+point `my_pix2pix = "my_package.my_module:MyPix2Pix"` in the group `pyi2i.methods`). The README's
+Plug-ins section shows a whole one.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Registry:
         name = self.aliases.get(name, name)
         if name not in self.classes:
             raise UnknownName(f"{self.option} {name!r} is not a known {self.kind}: choose one of "
-                              f"{', '.join(self.names())}, or register yours (docs/plugins.md)")
+                              f"{', '.join(self.names())}, or register yours (README: Plug-ins)")
         return self.classes[name]
 
 

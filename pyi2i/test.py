@@ -22,7 +22,6 @@ import dataclasses
 import html
 import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from pyi2i import fileio
 from pyi2i.checkpoints import MissingCheckpoint
-from pyi2i.cli import run_cli
+from pyi2i.cli import console_script
 from pyi2i.config import TestConfig
 from pyi2i.data import create_dataset
 from pyi2i.engine.trainer import resolve_device
@@ -168,5 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     test(parse_test(argv))
 
 
+cli = console_script(main)
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli()

@@ -218,3 +218,27 @@ def test_installed_commands_report_bad_usage_as_the_original(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pyi2i.test", "--dataroot", str(tmp_path), "--name", "nothing",
                         "--checkpoints_dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "latest_net_G.pth not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_colorization_run_and_its_test_outputs(demo_root, tmp_path):
+    # the colour renderings of the demo data as photographs: its trainB/ and testB/ folders
+    checkpoints_dir, data = str(tmp_path / "checkpoints"), str(demo_root / "unpaired")
+    argv = ["--model", "colorization", "--dataroot", data, "--phase", "trainB", "--name", "colour",
+            "--checkpoints_dir", checkpoints_dir, "--netG", "unet_128", "--load_size", "128", "--crop_size", "128",
+            *SMALL]
+    config = TrainConfig.from_args(argv).resolve()
+    assert (config.model.input_nc, config.model.output_nc, config.data.dataset_mode) == (1, 2, "colorization")
+    train_main(argv)
+    run = tmp_path / "checkpoints" / "colour"
+    grid = np.asarray(Image.open(run / "samples" / "epoch_001.png"))
+    assert grid.ndim == 3 and grid.shape[-1] == 3  # RGB samples, not L and ab
+    run_test_command(["--model", "colorization", "--dataroot", data, "--phase", "testB", "--name", "colour",
+                      "--checkpoints_dir", checkpoints_dir, "--results_dir", str(tmp_path / "results"),
+                      "--crop_size", "128", "--num_test", "2"])
+    images = tmp_path / "results" / "colour" / "testB_latest" / "images"
+    assert sorted(p.name for p in images.iterdir()) == sorted(f"{s}_{k}.png" for s in ("0000", "0001")
+                                                              for k in ("real_A", "real_B_rgb", "fake_B_rgb"))
+    true_colour = np.asarray(Image.open(images / "0000_real_B_rgb.png").convert("RGB"), dtype=int)
+    source = np.asarray(Image.open(demo_root / "unpaired" / "testB" / "0000.png").convert("RGB")
+                        .resize((128, 128), Image.BICUBIC), dtype=int)
+    assert np.abs(true_colour - source).mean() < 2  # L and ab of the test image give its colours back

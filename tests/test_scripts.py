@@ -23,6 +23,8 @@ BAD_INPUT = {
                      "TMP/missing.pt"),
     "pyi2i-datasets": (["combine_A_and_B", "--fold_A", "TMP/missing", "--fold_B", "TMP/B", "--fold_AB", "TMP/AB"],
                        "--fold_A TMP/missing is not a folder"),
+    "pyi2i-test": (["--dataroot", "TMP", "--name", "nothing", "--checkpoints_dir", "TMP"],
+                   "TMP/nothing/latest_net_G.pth not found"),
     "pyi2i-download": (["dataset", "facades", "--dest", "TMP"], "TMP/facades already exists"),
 }
 
