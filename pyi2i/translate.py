@@ -112,7 +112,7 @@ def _batches(dataset: SingleDataset, translator: Translator, loader: str, batch_
         # DALI batches are one tensor: images of differing sizes ('none') go one at a time
         same_size = dataset.data.preprocess != "none"
         dali = DaliLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False, seed=0,
-                          device=translator.device)
+                          device=translator.device, exact_size=not same_size)
         for batch in dali.epoch(0):
             yield list(batch["A_paths"]), list(batch["A"])
         return

@@ -4,6 +4,8 @@ DALI's CPU mode (no GPU) runs the same pipelines as GPU mode with the decoder on
 GPU tests at the end compare the two modes where a GPU is present.
 """
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -361,13 +363,19 @@ def test_translate_with_the_dali_loader(demo_root, tmp_path):
     from pyi2i.translate import main
 
     torch.save(to_original(define_G("resnet_6blocks", 3, 3, 4, "instance")), tmp_path / "latest_net_G_A.pth")
+    inputs = tmp_path / "inputs"
+    shutil.copytree(demo_root / "unpaired" / "testA", inputs)
+    # a size that is not a multiple of 4: translate keeps it, with either loader
+    odd = np.random.default_rng(0).integers(0, 256, (37, 30, 3), dtype=np.uint8)
+    Image.fromarray(odd).save(inputs / "odd.png")
     outputs = {}
     for loader in ("torch", "dali"):
-        main(["--checkpoint", str(tmp_path / "latest_net_G_A.pth"), "--input", str(demo_root / "unpaired" / "testA"),
+        main(["--checkpoint", str(tmp_path / "latest_net_G_A.pth"), "--input", str(inputs),
               "--output", str(tmp_path / loader), "--preprocess", "none", "--loader", loader, "--device", "cpu"])
         outputs[loader] = tmp_path / loader
     names = sorted(p.name for p in (outputs["torch"] / "images").iterdir())
-    assert len(names) == 8 and names == sorted(p.name for p in (outputs["dali"] / "images").iterdir())
-    for name in names:  # no resize with 'none' at these sizes: the same inputs, so the same outputs
+    assert len(names) == 10 and names == sorted(p.name for p in (outputs["dali"] / "images").iterdir())
+    for name in names:  # no resize with 'none': the same inputs, so the same outputs
         a, b = (np.asarray(Image.open(outputs[k] / "images" / name), dtype=int) for k in ("torch", "dali"))
-        assert np.abs(a - b).max() <= 1, name
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name
+    assert Image.open(outputs["dali"] / "images" / "odd_fake.png").size == (30, 37)

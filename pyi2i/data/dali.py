@@ -73,7 +73,7 @@ class DaliLoader:
 
     def __init__(self, dataset: ImageDataset, *, batch_size: int, shuffle: bool, seed: int, device: torch.device,
                  num_threads: int = 2, rank: int = 0, world_size: int = 1, channels_last: bool = False,
-                 prefetch: int = 2):
+                 prefetch: int = 2, exact_size: bool = False):
         if type(dataset).__getitem__ is not ImageDataset.__getitem__:
             # The pipeline renders the specs alone; what such a dataset does after loading would be lost.
             raise ValueError(f"{type(dataset).__name__} changes its images after loading them, which the DALI "
@@ -86,6 +86,9 @@ class DaliLoader:
         self.rank, self.world_size = rank, world_size
         self.device, self.channels_last = device, channels_last
         self.num_threads, self.prefetch = max(1, num_threads), prefetch
+        # With --preprocess none, training rounds sizes to a multiple of 4 (what the generators need);
+        # inference keeps each image's own size, which the Translator pads and crops back.
+        self.exact_size = exact_size
         self.sides = ("A",) if isinstance(dataset, SingleDataset) else ("A", "B")
         # Both halves of an aligned pair come from one file, decoded once.
         self.file_of = {"A": "A", "B": "A"} if isinstance(dataset, AlignedDataset) else {s: s for s in self.sides}
@@ -151,7 +154,8 @@ class DaliLoader:
                 columns[f"encoded_{file}"].append(_read_bytes(sample[file].path))
             for side in self.sides:
                 spec = sample[side]
-                width, height = resized_size(self.data, _box_size(spec.box) if spec.box else self._size_of(spec.path))
+                stored = _box_size(spec.box) if spec.box else self._size_of(spec.path)
+                width, height = stored if self.exact_size else resized_size(self.data, stored)
                 columns[f"size_{side}"].append(np.array([width, height], np.float32))
                 columns[f"flip_{side}"].append(np.array(spec.params.flip, np.int32))
                 if spec.box is not None:
