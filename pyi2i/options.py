@@ -120,19 +120,30 @@ def device_of_gpu_ids(gpu_ids: str) -> str:
     return f"cuda:{ids[0]}"
 
 
-def parse_training(argv: list[str] | None = None) -> TrainConfig:
-    """The configuration the command line asks for, checked (exit 2 with the fix if it cannot work)
-    and not yet resolved: `resolve()` fills in the per-method and demo defaults."""
+def parse(make_parser, argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace,
+                                                         dict[str, dict[str, Any]]]:
+    """(parser, namespace, {section: {option: value}} given) of `argv`, with the --plugin modules
+    imported first and --gpu_ids turned into --device; exit 2 with the reason on bad usage."""
     try:
         import_plugins(argv)
     except ConfigError as e:
-        training_parser().error(str(e))
-    parser = training_parser()
+        make_parser().error(str(e))
+    parser = make_parser()
     namespace = parser.parse_args(argv)
-    try:
-        given = given_values(namespace)
-        if namespace.gpu_ids is not None:
+    given = given_values(namespace)
+    if namespace.gpu_ids is not None:
+        try:
             given.setdefault("run", {})["device"] = device_of_gpu_ids(namespace.gpu_ids)
+        except ConfigError as e:
+            parser.error(str(e))
+    return parser, namespace, given
+
+
+def parse_training(argv: list[str] | None = None) -> TrainConfig:
+    """The configuration the command line asks for, checked (exit 2 with the fix if it cannot work)
+    and not yet resolved: `resolve()` fills in the per-method and demo defaults."""
+    parser, namespace, given = parse(training_parser, argv)
+    try:
         layers = [read_toml(namespace.config)] if namespace.config else []
         source = namespace.config or "the command line"
         config = TrainConfig.from_dict(merge(*layers, given), source)
@@ -171,16 +182,8 @@ def test_parser() -> argparse.ArgumentParser:
 def parse_test(argv: list[str] | None = None) -> TestConfig:
     """The configuration of python -m pyi2i.test: the options given, on the defaults of the original
     test.py (split test; load_size = crop_size, so images are not cropped)."""
+    parser, _, given = parse(test_parser, argv)
     try:
-        import_plugins(argv)
-    except ConfigError as e:
-        test_parser().error(str(e))
-    parser = test_parser()
-    namespace = parser.parse_args(argv)
-    try:
-        given = given_values(namespace)
-        if namespace.gpu_ids is not None:
-            given.setdefault("run", {})["device"] = device_of_gpu_ids(namespace.gpu_ids)
         data = given.get("data", {})
         data.setdefault("phase", "test")
         data.setdefault("crop_size", 256)

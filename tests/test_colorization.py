@@ -152,15 +152,21 @@ def gradient(w, h, offset=0):
     return np.stack([(xx * 7 + yy * 3 + offset + 80 * c) % 256 for c in range(3)], -1).astype(np.uint8)
 
 
+def gradient_root(tmp_path, n: int, w: int, h: int, step: int):
+    """DATAROOT with train/ holding `n` gradient images of w x h."""
+    folder = tmp_path / "train"
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(gradient(w, h, offset=step * i)).save(folder / f"{i}.png")
+    return tmp_path
+
+
 @pytest.fixture
 def colour_root(tmp_path):
     """DATAROOT with train/: four gradient images of 24x18 and one flat red one."""
-    folder = tmp_path / "train"
-    folder.mkdir()
-    for i in range(4):
-        Image.fromarray(gradient(24, 18, offset=40 * i)).save(folder / f"{i}.png")
-    Image.fromarray(np.full((18, 24, 3), (255, 0, 0), np.uint8)).save(folder / "red.png")
-    return tmp_path
+    root = gradient_root(tmp_path, 4, 24, 18, step=40)
+    Image.fromarray(np.full((18, 24, 3), (255, 0, 0), np.uint8)).save(root / "train" / "red.png")
+    return root
 
 
 def colorization_data(root, **overrides) -> DataConfig:
@@ -293,11 +299,7 @@ def sections(**model):
 @pytest.fixture
 def big_colour_root(tmp_path):
     """Colour images a U-Net of 128 pixels can take."""
-    folder = tmp_path / "train"
-    folder.mkdir()
-    for i in range(3):
-        Image.fromarray(gradient(140, 132, offset=50 * i)).save(folder / f"{i}.png")
-    return tmp_path
+    return gradient_root(tmp_path, 3, 140, 132, step=50)
 
 
 def batches(root, n):
