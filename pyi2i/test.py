@@ -2,7 +2,7 @@
 
 What the original release's test.py does, with its options and defaults: loads the trained
 generators `EPOCH_net_G*.pth` from CHECKPOINTS_DIR/NAME (written by pyi2i runs beside their
-checkpoints, and by the original release), runs them on the first --num_test (50) images of the
+checkpoints, and by the original release; or, where they are missing, the pyi2i checkpoint), runs them on the first --num_test (50) images of the
 test split, and writes RESULTS_DIR/NAME/PHASE_EPOCH/images/STEM_LABEL.png with an index.html:
 
     cycle_gan      real_A fake_B rec_A real_B fake_A rec_B
@@ -30,7 +30,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from pyi2i import fileio
-from pyi2i.checkpoints import MissingCheckpoint
+from pyi2i.checkpoints import MissingCheckpoint, training_file
 from pyi2i.cli import console_script
 from pyi2i.config import TestConfig
 from pyi2i.data import create_dataset
@@ -77,7 +77,11 @@ def load_generators(config: TestConfig, files: dict[str, Path], device: torch.de
     """The generators, their architecture read from the weights and checked against what was given,
     and the options of the first (its channels are the data's)."""
     m = config.model
+    # A pyi2i run folder without the weight files (deleted by hand) still has its training checkpoint.
+    state = Path(config.run.checkpoints_dir) / test_name(config) / training_file(config.run.checkpoint_label)
     missing = [p for p in files.values() if not p.is_file()]
+    if missing and state.is_file():
+        files, missing = {name: state for name in files}, []
     if missing:
         found = sorted(p.name for p in missing[0].parent.glob("*_net_G*.pth")) if missing[0].parent.is_dir() else []
         raise MissingCheckpoint(f"{missing[0]} not found: --name, --checkpoints_dir and --epoch name the weights "
@@ -89,7 +93,7 @@ def load_generators(config: TestConfig, files: dict[str, Path], device: torch.de
         nc = (m.output_nc, m.input_nc) if name == "G_B" else (m.input_nc, m.output_nc)
         given = dict(netG=m.netG, ngf=m.ngf, norm=m.norm, input_nc=nc[0], output_nc=nc[1],
                      use_dropout=None if m.no_dropout is None else not m.no_dropout)
-        G, options = load_generator(path, impl=config.speed.impl, **given)
+        G, options = load_generator(path, name, impl=config.speed.impl, **given)
         first = first or options
         G = G.to(device)
         G.train(not config.test.eval)

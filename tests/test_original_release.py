@@ -242,3 +242,18 @@ def test_a_colorization_run_and_its_test_outputs(demo_root, tmp_path):
     source = np.asarray(Image.open(demo_root / "unpaired" / "testB" / "0000.png").convert("RGB")
                         .resize((128, 128), Image.BICUBIC), dtype=int)
     assert np.abs(true_colour - source).mean() < 2  # L and ab of the test image give its colours back
+
+
+def test_test_reads_a_pyi2i_checkpoint_where_the_weight_files_are_missing(demo_root, tmp_path):
+    run = cyclegan_run(demo_root, tmp_path, "--max_steps", "1")
+
+    def fake_B(results):
+        run_test_command(["--dataroot", str(demo_root / "unpaired"), "--name", "maps_cyclegan", "--model", "cycle_gan",
+                          "--checkpoints_dir", str(tmp_path / "checkpoints"), "--results_dir", str(results),
+                          "--crop_size", "32", "--num_test", "1"])
+        return np.asarray(Image.open(results / "maps_cyclegan" / "test_latest" / "images" / "0000_fake_B.png"))
+
+    from_files = fake_B(tmp_path / "a")
+    for path in run.glob("*_net_*"):
+        path.unlink()
+    assert np.array_equal(fake_B(tmp_path / "b"), from_files)  # the files are exports of latest.pt's networks
