@@ -323,6 +323,7 @@ class TestOptions(Section):
     """What python -m pyi2i.test adds, as the original test.py: which trained generators to run on
     which split, and where the results go."""
 
+    __test__ = False  # not a test class, for pytest
     model: str = option("test", "cycle_gan, pix2pix or colorization (their trained generators; names of methods "
                                 "registered by plug-ins too), or test: one generator, with --dataset_mode single",
                         choices=lambda: ("test", *METHODS.spellings()),
@@ -340,6 +341,7 @@ class TestConfig:
     """Everything python -m pyi2i.test needs: the original release's base options and its test
     options. The network options are read from the weights; one given must agree with them."""
 
+    __test__ = False  # not a test class, for pytest
     test: TestOptions = field(default_factory=TestOptions)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(phase="test"))
