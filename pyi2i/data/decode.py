@@ -34,7 +34,7 @@ from pyi2i.data.images import _DECODE_ERRORS, DataError, unreadable
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 # PIL modes holding more than 8 bits per value; PIL holds them only as one channel
-_DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 # Rec. 601 luma, the weights of PIL's convert('L'), so the two paths make the same gray from colour
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -97,9 +97,7 @@ def load_image(path: str | os.PathLike) -> Image.Image | FloatImage:
             return _float_image(_read_png16_colour(path), path)
         with Image.open(path) as img:
             img.load()
-            if img.mode in _DEEP_MODES:
-                return _float_image(_pil_values(img, path), path)
-            return img
+            return from_pil(img, path) if img.mode in DEEP_MODES else img
     except DataError:
         raise
     except _DECODE_ERRORS as e:
@@ -145,8 +143,10 @@ def needs_float_path(path: str | os.PathLike) -> str | None:
 
 
 def from_pil(img: Image.Image, path: str | os.PathLike = "") -> FloatImage:
-    """A FloatImage of an 8-bit PIL image read from `path`, with its channels as stored (gray, gray
-    and alpha, RGB or RGBA; a palette as RGB or RGBA)."""
+    """A FloatImage of a PIL image read from `path`, with its channels as stored (gray, gray and
+    alpha, RGB or RGBA; a palette as RGB or RGBA)."""
+    if img.mode in DEEP_MODES:
+        return _float_image(_pil_values(img, str(path)), str(path))
     if img.mode not in ("L", "LA", "RGB", "RGBA"):
         keeps_alpha = "A" in img.mode or "transparency" in img.info
         img = img.convert("RGBA" if keeps_alpha else "L" if img.mode == "1" else "RGB")
@@ -236,7 +236,7 @@ def _tiff_needs_tifffile(path: str) -> bool:
         with Image.open(path) as img:
             if getattr(img, "n_frames", 1) > 1 or img.tag_v2.get(277, 1) != len(img.getbands()):  # SamplesPerPixel
                 return True
-            return max(_tiff_bits(img)) > 8 and img.mode not in _DEEP_MODES
+            return max(_tiff_bits(img)) > 8 and img.mode not in DEEP_MODES
     except _DECODE_ERRORS:
         return True  # layouts PIL does not know (float colour, many samples): tifffile may
 

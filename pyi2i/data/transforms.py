@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pyi2i.data.decode import FloatImage, from_pil
+from pyi2i.data.decode import DEEP_MODES, FloatImage, from_pil
 from pyi2i.data.images import DataError, to_rgb, to_tensor
 
 if TYPE_CHECKING:  # pyi2i.config reads this module's choices
@@ -89,14 +89,15 @@ def apply_transform(data: DataConfig, img: Image.Image | FloatImage, params: Tra
 def to_network(img: Image.Image | FloatImage, channels: int, *, size: tuple[int, int] | None = None,
                crop: tuple[int, int, int, int] | None = None, flip: bool = False,
                path: str | os.PathLike = "") -> torch.Tensor:
-    """(channels, H, W) float32 in [-1, 1]: `img` (read from `path`) with `channels` channels, resized to `size`
-    (width, height), cropped to the box `crop` of the resized image and mirrored if `flip`.
+    """(channels, H, W) float32 in [-1, 1]: `img` (read from `path`) with `channels` channels,
+    resized to `size` (width, height), cropped to the box `crop` of the resized image, and mirrored
+    if `flip`.
 
-    An 8-bit image read with 1 or 3 channels takes the original's steps, bit for bit: PIL's
+    An 8-bit PIL image read with 1 or 3 channels takes the original's steps, bit for bit: PIL's
     convert, bicubic resize, crop and flip on 8-bit values. Any other image (more bits, other
     channel counts) takes the same steps on float32 values, PIL's bicubic filter per channel.
     """
-    if isinstance(img, Image.Image) and channels in (1, 3):
+    if isinstance(img, Image.Image) and img.mode not in DEEP_MODES and channels in (1, 3):
         img = to_rgb(img)
         if channels == 1:
             img = img.convert("L")
