@@ -37,8 +37,9 @@ from pyi2i import fileio
 from pyi2i.cli import run_cli
 from pyi2i.config import DataConfig, TranslateConfig
 from pyi2i.data import SingleDataset
-from pyi2i.data.images import load_rgb
-from pyi2i.data.dali import DaliLoader, resolve_loader
+from pyi2i.data.dali import DaliCannotDecode, DaliLoader, DaliUnavailable, resolve_loader
+from pyi2i.data.decode import load_image, stored_bits, write_png16
+from pyi2i.data.transforms import to_network
 from pyi2i.errors import UserError
 from pyi2i.options import add_translate_options, parse_translate
 from pyi2i.translator import Translator
@@ -90,9 +91,18 @@ def write_index(output: Path, rows: list[tuple[str, str, str]]) -> None:
 
 
 def write_png(array: np.ndarray, path: Path) -> None:
-    """(H, W, C) uint8 as a PNG, atomically."""
+    """(H, W, C) uint8 or uint16 as a PNG of C channels (1 to 4), atomically."""
     with fileio.atomic_write(path, "wb") as f:
-        Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(f, format="PNG")
+        if array.dtype == np.uint16:
+            write_png16(array, f)
+        else:
+            Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(f, format="PNG")
+
+
+def to_uint16(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint16, rounded to the nearest of 65536 levels."""
+    x = images.detach().float().cpu().clamp(-1, 1).permute(0, 2, 3, 1).numpy()
+    return np.rint((x + 1) / 2 * 65535).astype(np.uint16)
 
 
 def ordered_map(pool: ThreadPoolExecutor, fn: Callable, items: Iterable, window: int) -> Iterator:
@@ -112,15 +122,22 @@ def _batches(dataset: SingleDataset, translator: Translator, loader: str, batch_
     if resolve_loader(loader, translator.device) == "dali":
         # DALI batches are one tensor: images of differing sizes ('none') go one at a time
         same_size = dataset.data.preprocess != "none"
-        dali = DaliLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False, seed=0,
-                          device=translator.device)
-        for batch in dali.epoch(0):
-            yield list(batch["A_paths"]), list(batch["A"])
-        return
+        try:
+            dali = DaliLoader(dataset, batch_size=batch_size if same_size else 1, shuffle=False, seed=0,
+                              device=translator.device)
+        except DaliCannotDecode as e:
+            if loader == "dali":
+                raise DaliUnavailable(f"--loader dali: {e}; use --loader torch") from e
+            log.warning("%s: reading with the torch loader", e)
+            dali = None
+        if dali is not None:
+            for batch in dali.epoch(0):
+                yield list(batch["A_paths"]), list(batch["A"])
+            return
     if dataset.data.preprocess == "none":  # each image exactly as stored: the Translator pads and crops back
         def decode(index: int) -> dict:
             path = dataset.paths[index]
-            return {"A": translator.to_tensor_image(load_rgb(path)), "A_paths": path}
+            return {"A": to_network(load_image(path), dataset.input_nc, path=path), "A_paths": path}
     else:
         decode = dataset.__getitem__
     samples = ordered_map(pool, decode, range(len(dataset)), window=4 * batch_size)
@@ -134,6 +151,10 @@ def translate_folder(translator: Translator, input: str | os.PathLike, output: s
                      workers: int | None = None) -> Path:
     """Every image under `input` to OUTPUT/images/<relative folder>/STEM_{fake,real}.png and an index.html."""
     options = translator.options
+    widest = max(options["input_nc"], options["output_nc"])
+    if widest > 4:
+        raise UserError(f"translate writes PNG files, which hold 1 to 4 channels, and this generator's images "
+                        f"have {widest}; translate such data from Python with pyi2i.Translator")
     data = DataConfig(dataroot=str(input), phase="test", dataset_mode="single", preprocess=preprocess,
                       load_size=load_size, crop_size=crop_size, no_flip=True, max_dataset_size=num_test or math.inf,
                       serial_batches=True)
@@ -142,6 +163,8 @@ def translate_folder(translator: Translator, input: str | os.PathLike, output: s
     stems = [output_stem(p, input) for p in dataset.paths]
     _check_outputs(output, stems, overwrite)
     stem_of = dict(zip(dataset.paths, stems))
+    # Outputs keep the precision of their input: 16-bit PNGs from inputs of more than 8 bits.
+    deep = {p for p in dataset.paths if stored_bits(p) > 8}
     workers = workers or min(8, os.cpu_count() or 1)
     writes: collections.deque[Future] = collections.deque()
     with ThreadPoolExecutor(workers) as decode, ThreadPoolExecutor(workers) as encode, \
@@ -152,12 +175,12 @@ def translate_folder(translator: Translator, input: str | os.PathLike, output: s
                 by_size[tuple(image.shape)].append(i)
             for indices in by_size.values():
                 real = torch.stack([images[i] for i in indices])
-                fake = translator.to_uint8(translator.translate_tensor(real))
-                real = translator.to_uint8(real)
+                fake, real = translator.translate_tensor(real).cpu(), real.cpu()
                 for k, i in enumerate(indices):
                     stem = stem_of[paths[i]]
-                    writes.append(encode.submit(write_png, fake[k], output / f"{stem}_fake.png"))
-                    writes.append(encode.submit(write_png, real[k], output / f"{stem}_real.png"))
+                    to_array = to_uint16 if paths[i] in deep else translator.to_uint8
+                    for batch, end in ((fake, "_fake.png"), (real, "_real.png")):
+                        writes.append(encode.submit(write_png, to_array(batch[k:k + 1])[0], output / f"{stem}{end}"))
             while len(writes) > 4 * batch_size * 2:  # bounded: the encoder keeps at most a few batches
                 writes.popleft().result()
             bar.update(len(paths))
