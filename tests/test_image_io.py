@@ -147,9 +147,9 @@ def test_a_video_through_a_one_channel_generator(tmp_path):
 # ---- 16 bits ----
 
 @pytest.mark.parametrize("preprocess", ["crop", "resize_and_crop"])
-@pytest.mark.parametrize("kind", ["png_gray", "png_rgb", "png_rgba", "tiff_gray", "tiff_rgb"])
+@pytest.mark.parametrize("kind", ["png_gray", "png_graya", "png_rgb", "png_rgba", "tiff_gray", "tiff_rgb"])
 def test_16_bit_steps_below_one_8_bit_level_survive_preprocessing(tmp_path, kind, preprocess):
-    channels = {"gray": 1, "rgb": 3, "rgba": 4}[kind.split("_")[1]]
+    channels = {"gray": 1, "graya": 2, "rgb": 3, "rgba": 4}[kind.split("_")[1]]
     values = ramp16(24, 20, channels)
     path = tmp_path / ("x.png" if kind.startswith("png") else "x.tif")
     if kind == "png_gray":
@@ -160,7 +160,7 @@ def test_16_bit_steps_below_one_8_bit_level_survive_preprocessing(tmp_path, kind
         tifffile.imwrite(path, values[..., 0] if channels == 1 else values,
                          photometric="rgb" if channels == 3 else None)
     assert needs_float_path(path) == f"a 16-bit {path.suffix[1:].upper()}"
-    nc = 3 if channels == 4 else channels  # RGBA read as RGB, alpha dropped
+    nc = {2: 1, 4: 3}.get(channels, channels)  # alpha dropped
     ds = tiny_dataset(tmp_path, dataset_mode="single", preprocess=preprocess, input_nc=nc)
     a = ds[0]["A"]
     assert a.shape == (nc, 16, 16) and a.dtype == torch.float32
@@ -192,7 +192,7 @@ def test_the_translator_takes_16_bit_pil_images_at_full_precision(tmp_path):
 
 
 def test_write_png16_round_trip(tmp_path):
-    for channels in (1, 3, 4):
+    for channels in (1, 2, 3, 4):
         values = np.random.default_rng(channels).integers(0, 65536, (7, 9, channels), dtype=np.uint16)
         with open(tmp_path / f"{channels}.png", "wb") as f:
             write_png16(values, f)

@@ -5,7 +5,7 @@ images and go through the original release's 8-bit steps unchanged. The others b
 `FloatImage`, float32 values in [0, 1] of shape (H, W, C), so that no precision is lost before the
 network sees them:
 
-- 16-bit PNG (grayscale, RGB, RGBA) and 16-bit TIFF: value / 65535.
+- 16-bit PNG (grayscale, with alpha, RGB, RGBA) and 16-bit TIFF: value / 65535.
 - TIFF with several pages: each page is one channel (all pages of one size); a one-page TIFF may
   hold its channels as samples, (H, W, C), or planes, (C, H, W). Reading these needs `tifffile`
   (pip install "pyi2i[tiff]").
@@ -93,8 +93,8 @@ def load_image(path: str | os.PathLike) -> Image.Image | FloatImage:
             return _float_image(_read_npy(path), path)
         if suffix in TIFF_SUFFIXES and _tiff_needs_tifffile(path):
             return _float_image(_read_tiff(path), path)
-        if suffix == ".png" and _png_header(path) in ((16, 2), (16, 6)):
-            return _float_image(_read_png16_colour(path), path)
+        if suffix == ".png" and _png_header(path) in ((16, 2), (16, 4), (16, 6)):  # colour or alpha
+            return _float_image(_read_png16(path), path)
         with Image.open(path) as img:
             img.load()
             return from_pil(img, path) if img.mode in DEEP_MODES else img
@@ -274,23 +274,27 @@ def _png_header(path: str) -> tuple[int, int]:
     return head[24], head[25]
 
 
-def _read_png16_colour(path: str) -> np.ndarray:
-    """(H, W, 3 or 4) uint16 values of a 16-bit RGB or RGBA PNG.
+def _read_png16(path: str) -> np.ndarray:
+    """(H, W, C) uint16 values of a 16-bit PNG with colour or alpha (C = 2, 3 or 4).
 
-    PIL opens these as 8-bit RGB(A) from the high byte of each value. Its decoder also has the
-    little-endian raw modes, which on the PNG's big-endian values take the low byte instead: two
-    decodes give both halves, with PIL's own unfiltering and deinterlacing."""
-    halves = []
-    for order in ("B", "L"):
+    PIL opens these as 8-bit, from the high byte of each value. Its decoder is told to unpack other
+    raw modes instead, still unfiltering and deinterlacing the PNG itself: gray and alpha (4 bytes
+    a pixel) as 8-bit RGBA, whose bytes then pair up; RGB and RGBA twice, with the big-endian raw
+    mode for the high bytes and the little-endian one, which on big-endian values gives the low."""
+    def decode(rawmode_of) -> np.ndarray:
         with Image.open(path) as img:
             (codec, extents, offset, rawmode), *rest = img.tile
-            if rest or rawmode not in ("RGB;16B", "RGBA;16B"):
-                raise DataError(f"{path}: this Pillow version decodes 16-bit colour PNGs as {rawmode!r}, "
-                                f"which pyi2i cannot read at 16 bits; save the image as a 16-bit TIFF")
-            img.tile = [(codec, extents, offset, rawmode[:-1] + order)]
+            if rest or rawmode not in ("LA;16B", "RGB;16B", "RGBA;16B"):
+                raise DataError(f"{path}: this Pillow version decodes 16-bit PNGs with colour or alpha as "
+                                f"{rawmode!r}, which pyi2i cannot read at 16 bits; save the image as a 16-bit TIFF")
+            img.tile = [(codec, extents, offset, rawmode_of(rawmode))]
             img.load()
-            halves.append(np.asarray(img).astype(np.uint16))
-    return halves[0] << 8 | halves[1]
+            return np.asarray(img).astype(np.uint16)
+
+    if _png_header(path)[1] == 4:
+        pairs = decode(lambda rawmode: "RGBA")
+        return pairs[..., 0::2] << 8 | pairs[..., 1::2]
+    return decode(lambda rawmode: rawmode) << 8 | decode(lambda rawmode: rawmode[:-1] + "L")
 
 
 def write_png16(values: np.ndarray, file) -> None:
