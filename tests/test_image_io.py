@@ -13,6 +13,7 @@ from PIL import Image
 from conftest import tiny_dataset
 from pyi2i.data import DataError, make_dataset
 from pyi2i.data.decode import FloatImage, load_image, needs_float_path, write_png16
+from pyi2i.errors import UserError
 from pyi2i.models import define_G
 from pyi2i.models.original_format import to_original
 from pyi2i.reports import image_grid
@@ -127,7 +128,6 @@ def test_sample_grids_show_any_channel_count():
 
 def test_a_video_through_a_one_channel_generator(tmp_path):
     av = pytest.importorskip("av", reason="video needs PyAV (the video extra)")
-    from pyi2i.errors import UserError
 
     with av.open(str(tmp_path / "clip.mp4"), "w") as clip:
         stream = clip.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=12)
@@ -261,6 +261,22 @@ def test_multi_page_tiff_pages_are_channels(tmp_path):
                      planarconfig="separate", photometric="minisblack")
     image = load_image(tmp_path / "planes" / "p.tif")
     assert image.channels == 5 and image.bits == 8 and image.size == (20, 20)
+
+
+def test_translate_writes_images_of_more_than_four_channels_as_arrays(tmp_path):
+    planes = np.random.default_rng(0).random((5, 20, 24), dtype=np.float32)
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "x.npy", planes)
+    translate(translator_weights(tmp_path, 5, 3), tmp_path / "in", tmp_path / "out", "--preprocess", "none")
+    real = np.load(tmp_path / "out" / "images" / "x_real.npy")
+    assert real.dtype == np.float32 and real.shape == (20, 24, 5)
+    np.testing.assert_allclose(real, planes.transpose(1, 2, 0), atol=1e-6)
+    fake = load_image(tmp_path / "out" / "images" / "x_fake.png")  # float input: a 16-bit PNG
+    assert fake.bits == 16 and fake.channels == 3 and fake.size == (24, 20)
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "<a href='images/x_real.npy'>" in index and "<img src='images/x_fake.png'>" in index
+    with pytest.raises(UserError, match="outputs of an earlier run .*x_fake.png"):
+        translate(translator_weights(tmp_path, 5, 3), tmp_path / "in", tmp_path / "out")
 
 
 def test_data_that_cannot_be_read_as_asked_is_an_error_naming_the_file(tmp_path):
