@@ -78,8 +78,8 @@ class FloatImage:
             return np.repeat(self.pixels[..., :1], 3, axis=2)
         if channels == 3 and have == 4:
             return self.pixels[..., :3]
-        raise DataError(f"{self.path} holds {have} channels, but the network's side it is read for has "
-                        f"{channels} (--input_nc / --output_nc): store the images with {channels} channels, "
+        raise DataError(f"{self.path} holds {have} channels, but it is read with {channels} "
+                        f"(--input_nc / --output_nc): store the images with {channels} channels, "
                         f"or set the option to {have}")
 
 
@@ -118,7 +118,7 @@ def stored_bits(path: str | os.PathLike) -> int:
                 with Image.open(path) as img:
                     return max(_tiff_bits(img))
             except _DECODE_ERRORS:
-                with _tifffile().TiffFile(path) as tif:
+                with _tifffile(path).TiffFile(path) as tif:
                     return 8 * tif.pages[0].dtype.itemsize
     except DataError:
         raise
@@ -214,12 +214,12 @@ def _read_npy(path: str) -> np.ndarray:
 
 
 # -- TIFF ------------------------------------------------------------------------------------------
-def _tifffile():
+def _tifffile(path: str):
     try:
         import tifffile
     except ImportError as e:
-        raise DataError(f"reading TIFF files with several pages, or 16-bit colour, needs tifffile ({e}): "
-                        f"{_TIFF_INSTALL}") from e
+        raise DataError(f"{path} is a TIFF that PIL cannot read in full (several pages, 16-bit colour or many "
+                        f"samples); reading it needs tifffile ({e}): {_TIFF_INSTALL}") from e
     return tifffile
 
 
@@ -243,7 +243,7 @@ def _tiff_needs_tifffile(path: str) -> bool:
 
 def _read_tiff(path: str) -> np.ndarray:
     """(H, W, C) values of a TIFF: its pages as channels, or one page's samples or planes."""
-    tifffile = _tifffile()
+    tifffile = _tifffile(path)
     try:
         with tifffile.TiffFile(path) as tif:
             pages = [(page.asarray(), page.axes) for page in tif.pages]
