@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_dataset
+from conftest import tiny_dataset, training_options
 from pyi2i.data import DataError, make_dataset
 from pyi2i.data.decode import FloatImage, load_image, needs_float_path, write_png16
 from pyi2i.errors import UserError
@@ -358,3 +358,21 @@ def test_dali_refuses_what_it_would_decode_with_less_precision(tmp_path, monkeyp
     assert Image.open(tmp_path / "out" / "images" / "x_fake.png").mode == "I;16"
     with pytest.raises(dali.DaliUnavailable, match="--loader dali: DALI decodes 8-bit images.*use --loader torch"):
         translate(weights, tmp_path / "in", tmp_path / "out2", "--loader", "dali")
+
+
+def test_training_falls_back_from_dali_on_16_bit_data(tmp_path, monkeypatch, caplog):
+    from pyi2i.data import dali
+    from pyi2i.engine import batches
+    from pyi2i.engine.trainer import Trainer
+
+    if dali.unavailable_reason():
+        pytest.skip(dali.unavailable_reason())
+    for side in "AB":
+        (tmp_path / "data" / f"train{side}").mkdir(parents=True)
+        Image.fromarray(ramp16(36, 36, 1)[..., 0]).save(tmp_path / "data" / f"train{side}" / "x.png")
+    monkeypatch.setattr(batches, "resolve_loader", lambda name, device: "dali")  # as on a GPU with DALI
+    with caplog.at_level(logging.WARNING, logger="pyi2i"):
+        trainer = Trainer(training_options(tmp_path / "data", checkpoints_dir=tmp_path, loader="auto"))
+    assert trainer.batches.dali is None and "x.png is a 16-bit PNG" in caplog.text
+    with pytest.raises(dali.DaliUnavailable, match="--loader dali: .*x.png is a 16-bit PNG.*use --loader torch"):
+        Trainer(training_options(tmp_path / "data", checkpoints_dir=tmp_path, loader="dali", name="other"))
