@@ -180,6 +180,13 @@ def translate_folder(translator: Translator, input: str | os.PathLike, output: s
     stem_of = dict(zip(dataset.paths, stems))
     # Outputs keep the precision of their input: 16-bit PNGs from inputs of more than 8 bits.
     deep = {p for p in dataset.paths if stored_bits(p) > 8}
+
+    def stored_array(image: torch.Tensor, end: str, sixteen_bit: bool) -> np.ndarray:
+        """(H, W, C) of one (1, C, H, W) image, as `write_output` stores it in a file ending in `end`."""
+        if end.endswith(".npy"):
+            return to_unit(image)[0]
+        return (to_uint16(image) if sixteen_bit else translator.to_uint8(image))[0]
+
     workers = workers or min(8, os.cpu_count() or 1)
     writes: collections.deque[Future] = collections.deque()
     with ThreadPoolExecutor(workers) as decode, ThreadPoolExecutor(workers) as encode, \
@@ -194,9 +201,7 @@ def translate_folder(translator: Translator, input: str | os.PathLike, output: s
                 for k, i in enumerate(indices):
                     stem = stem_of[paths[i]]
                     for batch, end in ((fake, ends[1]), (real, ends[0])):
-                        to_array = to_unit if end.endswith(".npy") else to_uint16 if paths[i] in deep else \
-                            translator.to_uint8
-                        array = to_array(batch[k:k + 1])[0]
+                        array = stored_array(batch[k:k + 1], end, paths[i] in deep)
                         writes.append(encode.submit(write_output, array, output / f"{stem}{end}"))
             while len(writes) > 4 * batch_size * 2:  # bounded: the encoder keeps at most a few batches
                 writes.popleft().result()
