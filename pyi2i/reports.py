@@ -25,14 +25,21 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((x.permute(0, 2, 3, 1).numpy() + 1) / 2 * 255).astype(np.uint8)
 
 
+def viewable(images: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 3 or 1, H, W) for people to look at: RGB as it is, the first three
+    channels of more, and the first channel alone (gray) of one or two."""
+    return images[:, :3] if images.shape[1] >= 3 else images[:, :1]
+
+
 def save_image(image: torch.Tensor, path: str | Path) -> None:
     """One (C, H, W) image in [-1, 1] as a PNG (or whatever the suffix names)."""
-    Image.fromarray(to_uint8(image[None])[0]).save(path)
+    Image.fromarray(to_uint8(viewable(image[None]))[0]).save(path)
 
 
 def image_grid(visuals: dict[str, torch.Tensor | None], max_rows: int = 4, pad: int = 2) -> np.ndarray:
-    """(H, W, 3) uint8: one column per visual (in the given order), one row per sample."""
-    columns = [to_uint8(v[:max_rows]) for v in visuals.values() if v is not None]
+    """(H, W, 3) uint8: one column per visual (in the given order), one row per sample; images of
+    one channel in gray, of other counts as `viewable` shows them."""
+    columns = [to_uint8(viewable(v[:max_rows])) for v in visuals.values() if v is not None]
     rows, h, w = columns[0].shape[:3]
     grid = np.full((rows * (h + pad) + pad, len(columns) * (w + pad) + pad, 3), 255, np.uint8)
     for j, images in enumerate(columns):

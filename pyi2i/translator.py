@@ -219,11 +219,12 @@ class Translator:
                         "a uint8 numpy array (H, W, C) or a float tensor (N, C, H, W) in [-1, 1]")
 
     def to_tensor_image(self, img: Image.Image) -> torch.Tensor:
-        from pyi2i.data.images import to_tensor
+        """(input_nc, H, W) in [-1, 1] of a PIL image in any mode, 16-bit ones at full precision."""
+        from pyi2i.data.transforms import to_network
 
         if not isinstance(img, Image.Image):
             raise UserError(f"a list to translate must hold PIL images, not {type(img).__name__}")
-        return to_tensor(img.convert("L" if self.options["input_nc"] == 1 else "RGB"))
+        return to_network(img, self.options["input_nc"])
 
     def to_uint8(self, y: torch.Tensor) -> np.ndarray:
         """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, converted as the original release does."""

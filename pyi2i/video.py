@@ -52,6 +52,12 @@ def translate_video(translator, input: str | os.PathLike, output: str | os.PathL
     """Every frame of the video `input` through `translator`, into the video `output` (same frame
     rate and size, no audio)."""
     av = _av()
+    channels = (translator.options["input_nc"], translator.options["output_nc"])
+    if not set(channels) <= {1, 3}:
+        raise UserError(f"video frames are gray or RGB, and this generator's images have {channels[0]} channels "
+                        f"in and {channels[1]} out")
+    # FFmpeg converts each frame from and to the generator's gray or RGB
+    frame_in, frame_out = ("gray" if c == 1 else "rgb24" for c in channels)
     output = Path(output)
     if output.exists() and not overwrite:
         raise UserError(f"{output} exists (from an earlier run?); pass --overwrite to replace it")
@@ -76,7 +82,8 @@ def translate_video(translator, input: str | os.PathLike, output: str | os.PathL
             def encode(frames: list[np.ndarray]) -> None:
                 nonlocal count
                 for array in translator(np.stack(frames)):
-                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+                    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array.squeeze(2) if frame_out == "gray"
+                                                                            else array), format=frame_out)
                     frame.pts, frame.time_base = count, Fraction(1) / rate
                     count += 1
                     sink.mux(out.encode(frame))
@@ -84,7 +91,7 @@ def translate_video(translator, input: str | os.PathLike, output: str | os.PathL
 
             batch: list[np.ndarray] = []
             for frame in source.decode(stream):
-                batch.append(frame.to_ndarray(format="rgb24"))
+                batch.append(frame.to_ndarray(format=frame_in).reshape(frame.height, frame.width, -1))
                 if len(batch) == batch_size:
                     encode(batch)
                     batch = []

@@ -103,16 +103,16 @@ def test_downscaling_photographs(tmp_path):
 
 
 def test_image_modes_converted_like_pil(tmp_path):
-    """Grayscale, 16-bit, RGBA and palette files all become the RGB the PIL path makes of them."""
+    """Grayscale, RGBA and palette files all become the RGB the PIL path makes of them (16-bit files
+    DALI refuses, see test_image_io)."""
     rgb = smooth_image(24, 20, 0)
     save(tmp_path / "gray.png", rgb[..., 0])
-    save(tmp_path / "gray16.png", rgb[..., 1].astype(np.uint16) * 257)
     save(tmp_path / "rgba.png", np.concatenate([rgb, rgb[..., :1]], -1))
     Image.fromarray(rgb).convert("P").save(tmp_path / "palette.png")
     save(tmp_path / "rgb.bmp", rgb)
     dataset = tiny_dataset(tmp_path, dataset_mode="single", preprocess="crop", crop_size=16)
     pil, ours = loaders(dataset)
-    assert len(ours) == 5
+    assert len(ours) == 4
     assert_same_batches(pil, ours, exact=True)
 
 

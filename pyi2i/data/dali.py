@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from pyi2i.data.datasets import AlignedDataset, ImageDataset, ImageSpec, SingleDataset
+from pyi2i.data.decode import needs_float_path
 from pyi2i.data.images import DataError, image_size, load_rgb, unreadable
 from pyi2i.data.loader import epoch_order
 from pyi2i.data.transforms import resized_size
@@ -36,6 +37,10 @@ class DaliUnavailable(UserError, RuntimeError):
     """--loader dali was asked for and DALI is not installed, or cannot start on this device."""
 
 
+class DaliCannotDecode(DataError):
+    """The dataset holds files that DALI would decode with less than their precision or channels."""
+
+
 # Where a loader writes a batch: {side: (N, C, H, W)} -> {side: tensor of that shape}.
 OutputBuffers = Callable[[dict[str, tuple[int, ...]]], dict[str, torch.Tensor]]
 
@@ -48,6 +53,23 @@ def unavailable_reason() -> str | None:
     except ImportError as e:
         return f"NVIDIA DALI is not installed ({e}); install it with {INSTALL}"
     return None
+
+
+def refuse_deep_data(dataset: ImageDataset) -> None:
+    """DaliCannotDecode if DALI would lose something of `dataset`: its decoder gives 8-bit RGB, so
+    it cannot read 16-bit or float values, NumPy arrays, pages after a TIFF's first, or channel
+    counts other than 1 and 3. Reads every PNG's and TIFF's header."""
+    sides = ("A",) if isinstance(dataset, SingleDataset) else ("A", "B")
+    for side in sides:
+        channels = dataset.channels(side)
+        if channels not in (1, 3):
+            raise DaliCannotDecode(f"DALI decodes images of 1 or 3 channels, and side {side} is read with "
+                                   f"{channels} (--input_nc / --output_nc); the torch loader reads them")
+    for path in dataset.files():
+        what = needs_float_path(path)
+        if what:
+            raise DaliCannotDecode(f"DALI decodes 8-bit images, and {path} is {what}, which it would "
+                                   f"decode with less precision or fewer channels; the torch loader keeps them")
 
 
 def resolve_loader(name: str, device: torch.device) -> str:
@@ -81,6 +103,7 @@ class DaliLoader:
         reason = unavailable_reason()
         if reason:
             raise ImportError(reason)
+        refuse_deep_data(dataset)
         self.dataset, self.data = dataset, dataset.data
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pyi2i.data.images import DataError, find_unreadable, folder_contents, load_rgb, make_dataset
+from pyi2i.data.decode import find_unreadable, load_image
+from pyi2i.data.images import DataError, folder_contents, make_dataset
 from pyi2i.data.transforms import TransformParams, apply_transform, check_preprocess, get_params
 from pyi2i.registry import DATASETS, register_dataset
 
@@ -40,7 +41,7 @@ class ImageSpec:
     path: str
     box: tuple[int, int, int, int] | None  # (left, top, right, bottom) of the file's image; None: all
     params: TransformParams
-    channels: int  # 1: converted to grayscale
+    channels: int  # read with this many: 1 is grayscale, 3 RGB
 
 
 class ImageDataset(Dataset):
@@ -91,18 +92,22 @@ class ImageDataset(Dataset):
         """{'A': spec, 'B': spec} ('A' alone for the single layout) of sample `index`."""
         raise NotImplementedError
 
+    def files(self) -> list[str]:
+        """Every file the dataset reads."""
+        raise NotImplementedError
+
     def __getitem__(self, index: int) -> dict:
         images = {}
 
         def size_of(path: str) -> tuple[int, int]:
             if path not in images:
-                images[path] = load_rgb(path)
+                images[path] = load_image(path)
             return images[path].size
 
         sample = {}
         for side, spec in self.specs(index, size_of).items():
             img = images[spec.path] if spec.box is None else images[spec.path].crop(spec.box)
-            sample[side] = apply_transform(self.data, img, spec.params, grayscale=spec.channels == 1)
+            sample[side] = apply_transform(self.data, img, spec.params, channels=spec.channels, path=spec.path)
             sample[f"{side}_paths"] = spec.path
         return sample
 
@@ -120,6 +125,9 @@ class AlignedDataset(ImageDataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def files(self) -> list[str]:
+        return self.paths
 
     def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
         path = self.paths[index]
@@ -149,6 +157,9 @@ class UnalignedDataset(ImageDataset):
     def __len__(self) -> int:
         return max(len(self.a_paths), len(self.b_paths))
 
+    def files(self) -> list[str]:
+        return self.a_paths + self.b_paths
+
     def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
         rng = self.rng(index)
         a_path = self.a_paths[index % len(self.a_paths)]
@@ -174,6 +185,9 @@ class SingleDataset(ImageDataset):
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def files(self) -> list[str]:
+        return self.paths
 
     def specs(self, index: int, size_of: SizeOf) -> dict[str, ImageSpec]:
         path = self.paths[index]

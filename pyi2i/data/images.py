@@ -1,4 +1,6 @@
-"""Finding image files, decoding them to 8-bit RGB, and turning them into [-1, 1] tensors."""
+"""Finding image files, decoding them to 8-bit RGB, and turning them into [-1, 1] tensors.
+
+Files of more than 8 bits per value, or of other channel counts, are read by pyi2i.data.decode."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from PIL import Image
 
 from pyi2i.errors import UserError
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+# .npy arrays are read by pyi2i.data.decode, as images of any channel count
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp", ".npy")
 
 # Everything PIL and its plugins raise for a file they cannot decode (truncated, corrupt, not an image).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
@@ -100,17 +103,6 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             return img.size
     except _DECODE_ERRORS as e:
         raise unreadable(path, e) from e
-
-
-def find_unreadable(paths: list[str]) -> list[tuple[str, str]]:
-    """(path, reason) for every file in `paths` that does not decode."""
-    bad = []
-    for p in paths:
-        try:
-            load_rgb(p)
-        except DataError as e:
-            bad.append((p, str(e.__cause__)))
-    return bad
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pyi2i.data.images import DataError, to_tensor
+from pyi2i.data.decode import DEEP_MODES, FloatImage, from_pil
+from pyi2i.data.images import DataError, to_rgb, to_tensor
 
 if TYPE_CHECKING:  # pyi2i.config reads this module's choices
     from pyi2i.config import DataConfig
@@ -72,19 +73,52 @@ def get_params(data: DataConfig, size: tuple[int, int], rng: np.random.Generator
     return TransformParams(crop_pos=(x, y), flip=flip and not data.no_flip)
 
 
-def apply_transform(data: DataConfig, img: Image.Image, params: TransformParams, *, grayscale: bool) -> torch.Tensor:
-    """(C, H, W) float32 tensor in [-1, 1] of an RGB image; C = 1 with `grayscale`.
+def apply_transform(data: DataConfig, img: Image.Image | FloatImage, params: TransformParams, *,
+                    channels: int, path: str | os.PathLike = "") -> torch.Tensor:
+    """(channels, H, W) float32 tensor in [-1, 1] of an image as `load_image` gives it from `path`.
 
-    Steps and their order follow the original: grayscale, resize (PIL bicubic), crop, flip.
+    Steps and their order follow the original: channels (grayscale), resize (bicubic), crop, flip.
     """
-    if grayscale:
-        img = img.convert("L")
-    new_size = resized_size(data, img.size)
-    if new_size != img.size:
-        img = img.resize(new_size, Image.BICUBIC)
+    crop = None
     if "crop" in data.preprocess:
         x, y = params.crop_pos
-        img = img.crop((x, y, x + data.crop_size, y + data.crop_size))
-    if params.flip:
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    return to_tensor(img)
+        crop = (x, y, x + data.crop_size, y + data.crop_size)
+    return to_network(img, channels, size=resized_size(data, img.size), crop=crop, flip=params.flip, path=path)
+
+
+def to_network(img: Image.Image | FloatImage, channels: int, *, size: tuple[int, int] | None = None,
+               crop: tuple[int, int, int, int] | None = None, flip: bool = False,
+               path: str | os.PathLike = "") -> torch.Tensor:
+    """(channels, H, W) float32 in [-1, 1]: `img` (read from `path`) with `channels` channels,
+    resized to `size` (width, height), cropped to the box `crop` of the resized image, and mirrored
+    if `flip`.
+
+    An 8-bit PIL image read with 1 or 3 channels takes the original's steps, bit for bit: PIL's
+    convert, bicubic resize, crop and flip on 8-bit values. Any other image (more bits, other
+    channel counts) takes the same steps on float32 values, PIL's bicubic filter per channel.
+    """
+    if isinstance(img, Image.Image) and img.mode not in DEEP_MODES and channels in (1, 3):
+        img = to_rgb(img)
+        if channels == 1:
+            img = img.convert("L")
+        if size is not None and size != img.size:
+            img = img.resize(size, Image.BICUBIC)
+        if crop is not None:
+            img = img.crop(crop)
+        if flip:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        return to_tensor(img)
+    if isinstance(img, Image.Image):
+        img = from_pil(img, path)
+    pixels = img.with_channels(channels)
+    if size is not None and size != img.size:
+        pixels = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(pixels[..., c])).resize(size, Image.BICUBIC))
+                           for c in range(channels)], axis=2)
+    if crop is not None:
+        left, top, right, bottom = crop
+        pixels = pixels[top:bottom, left:right]
+    if flip:
+        pixels = pixels[:, ::-1]
+    # bicubic overshoots at edges; the 8-bit path clips there too
+    values = torch.from_numpy(np.clip(pixels, 0, 1).transpose(2, 0, 1).copy())
+    return values.mul(2).sub(1)
