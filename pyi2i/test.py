@@ -80,7 +80,7 @@ def load_generators(config: TestConfig, files: dict[str, Path], device: torch.de
     # A pyi2i run folder without the weight files (deleted by hand) still has its training checkpoint.
     state = Path(config.run.checkpoints_dir) / test_name(config) / training_file(config.run.checkpoint_label)
     missing = [p for p in files.values() if not p.is_file()]
-    if missing and state.is_file():
+    if missing and state.is_file() and config.test.model != "test":  # --model test: one generator's own file
         files, missing = {name: state for name in files}, []
     if missing:
         found = sorted(p.name for p in missing[0].parent.glob("*_net_G*.pth")) if missing[0].parent.is_dir() else []

@@ -228,7 +228,7 @@ def test_l_and_ab_share_the_crop_and_flip(colour_root):
             params = get_params(data.data, image.size, data.rng(index), path)
             flips.add(params.flip)
             crops.add(params.crop_pos)
-            rgb = (apply_transform(data.data, image, params, grayscale=False) + 1) / 2
+            rgb = (apply_transform(data.data, image, params, channels=3) + 1) / 2
             sample = data[index]
             torch.testing.assert_close(l_ab_to_rgb(sample["A"], sample["B"]), rgb, rtol=0, atol=1e-5)
     assert flips == {False, True} and len(crops) > 1  # the check saw crops and flips of every kind
