@@ -5,7 +5,6 @@ options (those served another way too), fine-tuning from its weight files, and p
 import logging
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -140,58 +139,25 @@ def test_options_the_original_has_are_all_accepted():
     assert not [n for n in test_names if f"--{n}" not in test_flags]
 
 
-PLUGIN = '''
-    import dataclasses
-    import pyi2i
-    from pyi2i.config import Section, option
-    from pyi2i.data.datasets import AlignedDataset
-    from pyi2i.engine.pix2pix import Pix2Pix
-
-
-    @dataclasses.dataclass(frozen=True)
-    class L2Options(Section):
-        """Options of the l2pix2pix method."""
-        lambda_L2: float = option(7.0, "weight of an extra L2 loss", min=0)
-
-
-    @pyi2i.register_method("l2pix2pix")
-    class L2Pix2Pix(Pix2Pix):
-        """pix2pix with an extra L2 term."""
-        Options = L2Options
-        defaults = dict(Pix2Pix.defaults, dataset_mode="flipped")
-        seen = []
-
-        def l1_loss(self, x, y):
-            L2Pix2Pix.seen.append(self.options.lambda_L2)
-            return super().l1_loss(x, y) + self.options.lambda_L2 * ((x - y) ** 2).mean()
-
-
-    @pyi2i.register_dataset("flipped")
-    class FlippedDataset(AlignedDataset):
-        """Aligned pairs, with A and B swapped."""
-        def __getitem__(self, index):
-            sample = super().__getitem__(index)
-            return dict(sample, A=sample["B"], B=sample["A"])
-'''
+EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def test_a_plugin_method_and_dataset_with_their_own_options(demo_root, tmp_path, monkeypatch):
-    (tmp_path / "my_plugin.py").write_text(textwrap.dedent(PLUGIN))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    argv = ["--plugin", "my_plugin", "--model", "l2pix2pix", "--lambda_L2", "3", "--dataroot", str(demo_root / "paired"),
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the documented template, as a user would use it
+    argv = ["--plugin", "template_plugin", "--model", "l2pix2pix", "--lambda_L2", "3", "--dataroot", str(demo_root / "paired"),
             "--checkpoints_dir", str(tmp_path / "runs"), "--netG", "unet_128", "--load_size", "128", "--crop_size",
             "128", "--max_steps", "2", *SMALL]
     config = TrainConfig.from_args(argv).resolve()
     assert config.method.lambda_L2 == 3.0 and config.data.dataset_mode == "flipped"
     train_main(argv)
-    plugin = sys.modules["my_plugin"]
+    plugin = sys.modules["template_plugin"]
     assert plugin.L2Pix2Pix.seen[:1] == [3.0]
     saved = (tmp_path / "runs" / "paired_l2pix2pix" / "config.toml").read_text()
     assert "[method]\nlambda_L2 = 3.0" in saved
     with pytest.raises(ConfigError, match="takes no options of its own"):
         TrainConfig.from_dict({"model": {"arch": "pix2pix"}, "method": {"lambda_L2": 1.0}})
     with pytest.raises(SystemExit):  # an option of another method
-        TrainConfig.from_args(["--model", "pix2pix", "--plugin", "my_plugin", "--lambda_L2", "1"])
+        TrainConfig.from_args(["--model", "pix2pix", "--plugin", "template_plugin", "--lambda_L2", "1"])
     assert "l2pix2pix" in METHODS.names()
 
 
