@@ -230,7 +230,7 @@ def translate(opt: TranslateConfig) -> Path:
         from pyi2i.video import translate_video
 
         return translate_video(translator, opt.input, opt.output, batch_size=opt.batch_size,
-                               overwrite=opt.overwrite, progress=not opt.no_progress)
+                               overwrite=opt.overwrite, progress=not opt.no_progress, loader=opt.loader)
     return translate_folder(translator, opt.input, opt.output, batch_size=opt.batch_size, overwrite=opt.overwrite,
                             progress=not opt.no_progress, preprocess=opt.preprocess, load_size=opt.load_size,
                             crop_size=opt.crop_size, num_test=opt.num_test, loader=opt.loader, workers=opt.workers)
