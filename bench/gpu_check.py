@@ -45,7 +45,7 @@ import torch  # noqa: E402
 
 import _common  # noqa: E402  (first of the bench modules: without a GPU it sets TRITON_INTERPRET)
 
-KINDS = ("train", "loader", "norm", "loss", "conv")
+KINDS = ("train", "loader", "norm", "loss", "conv", "translate")
 
 
 class Check:
@@ -308,6 +308,15 @@ def profile(check: Check) -> str:
     return f"ok: {best['arch']} b{best['batch']} {best['config']} -> {check.out / 'profile.txt'}"
 
 
+def translate(check: Check) -> str:
+    """Inference throughput (bench/translate.py) at 256 px, with the goal's configuration."""
+    import translate as translate_bench
+
+    args = ["--no-save", "--sizes", "256"] + (["--quick"] if check.args.dry_run else ["--images", "256"])
+    rows = translate_bench.main(args)
+    return check.add("translate", rows, f"## translate, resnet_9blocks\n\n{translate_bench.table(rows)}")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -349,6 +358,7 @@ def main(argv=None) -> int:
     check.step(5, "training step", 60, lambda: training(check))
     check.step(6, "loader", 20, lambda: loader(check))
     check.step(7, "profile", 10, lambda: profile(check))
+    check.step(8, "translate", 30, lambda: translate(check))
     print("\n| step | outcome |\n|---|---|")
     for name, status in check.steps:
         print(f"| {name} | {_common.cell(status)} |")
