@@ -22,7 +22,6 @@ have that ratio printed; `bench/train.py --data dali` measures the fed step dire
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import time

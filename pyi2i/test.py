@@ -24,7 +24,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader

@@ -1,8 +1,12 @@
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from pyi2i.config import DataConfig, TrainConfig
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import data_config, tiny_dataset, training_options
-from pyi2i.data import DataError, create_dataset, create_loader, epoch_order
+from conftest import tiny_dataset, training_options
+from pyi2i.data import DataError, create_loader, epoch_order
 from pyi2i.data import dali
 from pyi2i.data.transforms import PREPROCESS_MODES
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_dataset
-from pyi2i.data import DataError, create_dataset, create_loader, epoch_order, make_dataset
+from pyi2i.data import DataError, create_loader, epoch_order, make_dataset
 from pyi2i.data.images import load_rgb, to_tensor
 
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from pyi2i import datasets as datasets_cli
-from pyi2i.data import create_dataset, create_loader, ensure_demo, make_demo
+from pyi2i.data import create_loader, ensure_demo, make_demo
 from pyi2i.data.demo import LABEL_BACKGROUND, LABEL_COLOURS, MARKER, draw_scene
 from conftest import tiny_dataset
 

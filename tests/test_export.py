@@ -9,7 +9,7 @@ import torch
 
 from pyi2i import checkpoints, integrity
 from pyi2i.export import ExportMismatch, main
-from pyi2i.models.original_format import build_generator, to_original
+from pyi2i.models.original_format import build_generator
 from pyi2i.testing import original
 from pyi2i.translator import Translator
 

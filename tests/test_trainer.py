@@ -1,6 +1,5 @@
 """The training loop: resuming exactly, checkpoints, reports, and stopping safely."""
 
-import os
 import signal
 import subprocess
 import sys

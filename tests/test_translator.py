@@ -7,7 +7,6 @@ from PIL import Image
 
 import pyi2i
 from pyi2i.errors import UserError
-from pyi2i.models import define_G
 from pyi2i.models.original_format import (
     IncompatibleCheckpoint, build_generator, infer_generator_options, size_multiple, to_original,
 )

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from pyi2i.data.decode import find_unreadable, load_image
