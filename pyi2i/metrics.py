@@ -23,7 +23,9 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from pyi2i.data import DataError, load_rgb, make_dataset
+from pyi2i.data import DataError, make_dataset
+from pyi2i.data.decode import load_image
+from pyi2i.data.images import to_rgb
 from pyi2i.errors import UserError
 from pyi2i.reports import to_uint8
 
@@ -269,8 +271,15 @@ def as_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def load_uint8(path: str | Path) -> torch.Tensor:
-    """An image file as uint8 (3, H, W)."""
-    return torch.from_numpy(np.asarray(load_rgb(path)).copy()).permute(2, 0, 1)
+    """An image file as uint8 (3, H, W), as the metrics take it. 8-bit files convert as training reads
+    them; deeper ones (16-bit PNG or TIFF, .npy, multi-page TIFF) are quantised to 8 bits, with one or
+    two channels shown as gray and more than three cut to the first three."""
+    image = load_image(path)
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(np.asarray(to_rgb(image)).copy()).permute(2, 0, 1)
+    values = image.pixels
+    values = np.repeat(values[..., :1], 3, axis=-1) if values.shape[-1] < 3 else values[..., :3]
+    return torch.from_numpy(np.round(values * 255.0).astype(np.uint8)).permute(2, 0, 1)
 
 
 # translate.py writes NAME_fake.png / NAME_real.png, the original release NAME_fake_B.png / NAME_real_A.png.
@@ -305,8 +314,11 @@ def generated_images(paths: list[str], folder: str | Path) -> list[str]:
 
 
 def _image_size(path: str) -> tuple[int, int]:
-    with Image.open(path) as image:  # reads the header only
-        return image.size
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return image.size
+    except (OSError, ValueError):  # .npy and what only tifffile reads
+        return load_image(path).size
 
 
 def _batches(paths: list, batch_size: int, load) -> Iterator[torch.Tensor]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pyi2i import metrics
@@ -92,3 +93,28 @@ def test_nothing_computable_is_an_error(demo_root, noisy, tmp_path):
     r = evaluate("--real", demo_root / "unpaired" / "testB", "--fake", unpaired(noisy), "--inception_weights",
                  tmp_path / "missing.pth", torch_home=tmp_path)
     assert r.returncode == 1 and "no metric could be computed" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_deeper_images_are_quantised_to_the_8_bits_the_metrics_take(demo_root, tmp_path):
+    """The same images stored as 16-bit PNG and as float .npy give the metrics of the 8-bit ones."""
+    from pyi2i.data.decode import write_png16
+
+    targets = demo_root / "unpaired" / "testA_target"
+    deep = tmp_path / "deep"
+    deep.mkdir()
+    for i, path in enumerate(sorted(targets.iterdir())):
+        image = np.asarray(Image.open(path).convert("RGB"))
+        if i % 2:
+            np.save(deep / f"{path.stem}_fake.npy", image.astype(np.float32) / 255)
+        else:
+            with open(deep / f"{path.stem}_fake.png", "wb") as f:
+                write_png16(image.astype(np.uint16) * 257, f)
+    m, _ = metrics.build_metrics(feature_extractor=FEATURES[1], lpips=False)
+    values, skipped, counts = metrics.evaluate_folders(targets, deep, m)
+    assert counts == {"real": 4, "fake": 4, "pairs": 4} and "psnr" not in skipped
+    assert values["psnr"] == float("inf") or values["psnr"] > 90
+    assert values["ssim"] == pytest.approx(1.0, abs=1e-6) and values["fid"] == pytest.approx(0.0, abs=1e-3)
+    gray = np.load(deep / f"{sorted(targets.iterdir())[1].stem}_fake.npy")[..., :1]
+    np.save(tmp_path / "gray.npy", gray)
+    loaded = metrics.load_uint8(tmp_path / "gray.npy")
+    assert loaded.shape[0] == 3 and torch.equal(loaded[0], loaded[2])  # one channel shown as gray
