@@ -10,6 +10,7 @@ from PIL import Image
 from pyi2i.cli import run_cli
 from pyi2i.data.combine import combine_A_and_B
 from pyi2i.datasets import main as datasets_main
+from pyi2i.errors import UserError
 
 
 def write_image(path, pixels):
@@ -80,6 +81,24 @@ def test_grayscale_and_16_bit_pairs_keep_their_mode(tmp_path):
     combine_A_and_B(tmp_path / "A", tmp_path / "B", tmp_path / "AB", processes=1)
     ab = Image.open(tmp_path / "AB" / "train" / "s.png")
     assert ab.mode.startswith("I") and np.array_equal(np.asarray(ab), np.concatenate([a, b], axis=1))
+
+
+def test_npy_arrays_of_any_channel_count_stand_side_by_side(tmp_path):
+    """Arrays as the datasets read them: (H, W, C), or (C, H, W) turned so; the aligned loader then
+    cuts the combined array at half its width."""
+    rng = np.random.default_rng(3)
+    a = rng.random((5, 8, 10)).astype(np.float32)  # (C, H, W): five channels
+    b = rng.random((8, 10, 5)).astype(np.float32)  # (H, W, C)
+    for folder, array in (("A", a), ("B", b)):
+        (tmp_path / folder / "train").mkdir(parents=True)
+        np.save(tmp_path / folder / "train" / "s.npy", array)
+    combine_A_and_B(tmp_path / "A", tmp_path / "B", tmp_path / "AB", processes=1)
+    ab = np.load(tmp_path / "AB" / "train" / "s.npy")
+    assert ab.shape == (8, 20, 5)
+    assert np.array_equal(ab[:, :10], a.transpose(1, 2, 0)) and np.array_equal(ab[:, 10:], b)
+    np.save(tmp_path / "B" / "train" / "s.npy", b.astype(np.float64))
+    with pytest.raises(UserError, match=r"s.npy is float32 \(8, 10, 5\) but .*s.npy is float64 \(8, 10, 5\)"):
+        combine_A_and_B(tmp_path / "A", tmp_path / "B", tmp_path / "AB2", processes=1)
 
 
 def test_mixed_modes_become_rgb(tmp_path):

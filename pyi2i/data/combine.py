@@ -16,9 +16,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps
 
-from pyi2i.data.images import _DECODE_ERRORS, is_image_file, to_rgb
+from pyi2i.data.decode import read_npy
+from pyi2i.data.images import _DECODE_ERRORS, DataError, is_image_file, to_rgb
 from pyi2i.errors import UserError
 from pyi2i.fileio import write_bytes
 
@@ -67,9 +69,26 @@ def find_pairs(fold_A: Path, fold_B: Path, fold_AB: Path, split: str, use_AB: bo
     return pairs, without_partner
 
 
+def _combine_arrays(pair: Pair) -> str | None:
+    """A pair of .npy arrays, read as the datasets read them ((H, W, C)), side by side as one .npy."""
+    try:
+        a, b = (read_npy(str(p)) for p in (pair.a, pair.b))
+    except DataError as e:
+        return str(e)
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return (f"{pair.a} is {a.dtype} {a.shape} but {pair.b} is {b.dtype} {b.shape}: A and B of a pair must "
+                "have one shape and type to stand side by side")
+    encoded = io.BytesIO()
+    np.save(encoded, np.concatenate([a, b], axis=1))
+    write_bytes(pair.ab, encoded.getvalue())
+    return None
+
+
 def combine_pair(pair: Pair) -> str | None:
     """Writes pair.ab, A on the left and B on the right; returns what is wrong with the pair instead
     of raising, so that one bad pair in a pool of workers is reported with all the others."""
+    if pair.a.suffix.lower() == ".npy":
+        return _combine_arrays(pair)
     try:
         images = []
         for path in (pair.a, pair.b):

@@ -90,7 +90,7 @@ def load_image(path: str | os.PathLike) -> Image.Image | FloatImage:
     suffix = Path(path).suffix.lower()
     try:
         if suffix == ".npy":
-            return _float_image(_read_npy(path), path)
+            return _float_image(read_npy(path), path)
         if suffix in TIFF_SUFFIXES and _tiff_needs_tifffile(path):
             return _float_image(_read_tiff(path), path)
         if suffix == ".png" and _png_header(path) in ((16, 2), (16, 4), (16, 6)):  # colour or alpha
@@ -201,7 +201,8 @@ def _pil_values(img: Image.Image, path: str) -> np.ndarray:
 
 
 # -- NumPy -----------------------------------------------------------------------------------------
-def _read_npy(path: str) -> np.ndarray:
+def read_npy(path: str) -> np.ndarray:
+    """The array of a .npy image as (H, W) or (H, W, C); DataError for one that is not an image."""
     try:
         values = np.load(path, allow_pickle=False)
     except ValueError as e:  # pickled objects or a damaged header
