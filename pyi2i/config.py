@@ -517,13 +517,8 @@ class TrainConfig:
             filled["name"] = f"{arch}_demo" if self.is_demo else f"{Path(dataroot).resolve().name}_{arch}"
         resolved = self.replace(**filled)
         if resolved.run.suffix:  # applied once: the resolved name carries it
-            try:
-                suffix = resolved.run.suffix.format(**resolved.flat())
-            except (KeyError, IndexError, ValueError) as e:
-                why = f"{e.args[0]!r} is not an option" if isinstance(e, KeyError) else str(e)
-                raise ConfigError(f"--suffix {resolved.run.suffix!r}: {why}; write options in braces, e.g. "
-                                  "{netG}_size{load_size}") from None
-            resolved = resolved.replace(name=f"{resolved.run.name}_{suffix}", suffix="")
+            name = suffixed(resolved.run.name, resolved.run.suffix, resolved.flat())
+            resolved = resolved.replace(name=name, suffix="")
         resolved.check()
         return resolved
 
@@ -589,8 +584,21 @@ def merge(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def suffixed(name: str, suffix: str, values: dict[str, Any]) -> str:
+    """NAME_SUFFIX with the suffix formatted with the options, as the original's --suffix."""
+    try:
+        return f"{name}_{suffix.format(**values)}"
+    except (KeyError, IndexError, ValueError) as e:
+        why = f"{e.args[0]!r} is not an option" if isinstance(e, KeyError) else str(e)
+        raise ConfigError(f"--suffix {suffix!r}: {why}; write options in braces, e.g. {{netG}}_size{{load_size}}") \
+            from None
+
+
 def changes(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """{option: (saved, current)} for the options a resumed run sets differently from the saved
-    (flat) configuration; options the saved one does not know are left out."""
-    return {k: (saved[k], v) for k, v in current.items() if k in saved and saved[k] != v
-            and SECTIONS[SECTION_OF[k]].__dataclass_fields__[k].metadata["persist"]}
+    (flat) configuration; options the saved one does not know are left out, and so are those about
+    one invocation. A method's own options (in no section) always count."""
+    def persists(key: str) -> bool:
+        return key not in SECTION_OF or SECTIONS[SECTION_OF[key]].__dataclass_fields__[key].metadata["persist"]
+
+    return {k: (saved[k], v) for k, v in current.items() if k in saved and saved[k] != v and persists(k)}

@@ -146,13 +146,16 @@ def parse_training(argv: list[str] | None = None) -> TrainConfig:
     try:
         layers = [read_toml(namespace.config)] if namespace.config else []
         source = namespace.config or "the command line"
-        config = TrainConfig.from_dict(merge(*layers, given), source)
-        if config.run.continue_train:
-            saved = config.resolve().run_dir / CONFIG_FILE
+        values = merge(*layers, given)
+        if values.get("run", {}).get("continue_train"):
+            # Only to find the run folder: the method, and so which options are its own, may be the saved one.
+            located = TrainConfig.from_dict({k: v for k, v in values.items() if k != "method"}, source)
+            saved = located.resolve().run_dir / CONFIG_FILE
             if saved.is_file():
-                base = {section: {k: v for k, v in values.items() if k not in NOT_INHERITED}
-                        for section, values in read_toml(saved).items()}
-                config = TrainConfig.from_dict(merge(base, *layers, given), f"{saved} with {source}")
+                base = {section: {k: v for k, v in options.items() if k not in NOT_INHERITED}
+                        for section, options in read_toml(saved).items()}
+                values, source = merge(base, values), f"{saved} with {source}"
+        config = TrainConfig.from_dict(values, source)
         config.resolve()  # checks the combination now, so that a bad one is a usage error
     except ConfigError as e:
         parser.error(str(e))

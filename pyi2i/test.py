@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from pyi2i import fileio
 from pyi2i.checkpoints import MissingCheckpoint, training_file
 from pyi2i.cli import console_script
-from pyi2i.config import TestConfig
+from pyi2i.config import TestConfig, suffixed
 from pyi2i.data import create_dataset
 from pyi2i.engine.trainer import resolve_device
 from pyi2i.options import parse_test
@@ -66,9 +66,9 @@ def test_name(config: TestConfig) -> str:
         return f"{Path(config.data.dataroot).resolve().name}_{config.test.model}"
     if not run.suffix:
         return run.name
-    values = {**{f.name: getattr(s, f.name) for s in (config.model, config.data, config.run, config.test)
-                 for f in dataclasses.fields(s)}}
-    return f"{run.name}_{run.suffix.format(**values)}"
+    values = {f.name: getattr(s, f.name) for s in (config.model, config.data, config.run, config.test)
+              for f in dataclasses.fields(s)}
+    return suffixed(run.name, run.suffix, values)
 
 
 def load_generators(config: TestConfig, files: dict[str, Path], device: torch.device

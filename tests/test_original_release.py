@@ -142,7 +142,7 @@ def test_options_the_original_has_are_all_accepted():
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def test_a_plugin_method_and_dataset_with_their_own_options(demo_root, tmp_path, monkeypatch):
+def test_a_plugin_method_and_dataset_with_their_own_options(demo_root, tmp_path, monkeypatch, caplog):
     monkeypatch.syspath_prepend(str(EXAMPLES))  # the documented template, as a user would use it
     argv = ["--plugin", "template_plugin", "--model", "l2pix2pix", "--lambda_L2", "3", "--dataroot", str(demo_root / "paired"),
             "--checkpoints_dir", str(tmp_path / "runs"), "--netG", "unet_128", "--load_size", "128", "--crop_size",
@@ -154,6 +154,11 @@ def test_a_plugin_method_and_dataset_with_their_own_options(demo_root, tmp_path,
     assert plugin.L2Pix2Pix.seen[:1] == [3.0]
     saved = (tmp_path / "runs" / "paired_l2pix2pix" / "config.toml").read_text()
     assert "[method]\nlambda_L2 = 3.0" in saved
+    # resumed from its saved configuration, with one of the method's own options changed
+    with caplog.at_level(logging.INFO, logger="pyi2i"):
+        train_main(["--plugin", "template_plugin", "--name", "paired_l2pix2pix", "--checkpoints_dir",
+                    str(tmp_path / "runs"), "--continue_train", "--lambda_L2", "5", "--max_steps", "3"])
+    assert "--lambda_L2 3.0 -> 5.0" in caplog.text and plugin.L2Pix2Pix.seen[-1] == 5.0
     with pytest.raises(ConfigError, match="takes no options of its own"):
         TrainConfig.from_dict({"model": {"arch": "pix2pix"}, "method": {"lambda_L2": 1.0}})
     with pytest.raises(SystemExit):  # an option of another method

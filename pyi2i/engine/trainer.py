@@ -121,10 +121,8 @@ class Trainer:
         label = self.config.run.checkpoint_label
         path = self.run_dir / checkpoints.training_file(label)
         originals = [self.run_dir / f"{label}_net_{name}.pth" for name in self.method.nets]
-        if label == "latest":
-            has_state = path.exists() or any(self.run_dir.glob("epoch_*.pt"))
-        else:
-            has_state = path.exists()
+        # "latest" falls back to the newest epoch checkpoint when latest.pt is damaged or gone
+        has_state = path.exists() or (label == "latest" and any(self.run_dir.glob("epoch_*.pt")))
         if not has_state and all(p.is_file() for p in originals):
             self.fine_tune(label, originals)
             return
